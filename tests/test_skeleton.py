@@ -11,7 +11,7 @@ from jpose import skeleton as sk
 
 # VideoPose3D common/h36m_dataset.py: the 32-joint tree and its left/right lists.
 VP3D_H36M_PARENTS = [-1, 0, 1, 2, 3, 4, 0, 6, 7, 8, 9, 0, 11, 12, 13, 14, 12, 16, 17, 18,
-                     19, 20, 19, 22, 12, 24, 25, 26, 27, 28, 27, 30]
+                                          19, 20, 19, 22, 12, 24, 25, 26, 27, 28, 27, 30]
 VP3D_H36M_LEFT = [6, 7, 8, 9, 10, 16, 17, 18, 19, 20, 21, 22, 23]
 VP3D_H36M_RIGHT = [1, 2, 3, 4, 5, 24, 25, 26, 27, 28, 29, 30, 31]
 H36M_17_FROM_32 = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]
@@ -21,167 +21,167 @@ MPI_17_FROM_28 = [7, 5, 14, 15, 16, 9, 10, 11, 23, 24, 25, 18, 19, 20, 4, 3, 6]
 
 
 def test_h36m_layouts_match_videopose3d():
-  assert list(sk.H36M_32.parents) == VP3D_H36M_PARENTS
-  assert list(sk.H36M_32.joints_left) == VP3D_H36M_LEFT
-  assert list(sk.H36M_32.joints_right) == VP3D_H36M_RIGHT
-  assert sk.H36M_17.joint_names == tuple(sk.H36M_32.joint_names[i] for i in H36M_17_FROM_32)
-  assert list(sk.H36M_17.parents) == VP3D_H36M17_PARENTS
-  assert list(sk.H36M_17.joints_left) == [4, 5, 6, 11, 12, 13]
-  assert list(sk.H36M_17.joints_right) == [1, 2, 3, 14, 15, 16]
+    assert list(sk.H36M_32.parents) == VP3D_H36M_PARENTS
+    assert list(sk.H36M_32.joints_left) == VP3D_H36M_LEFT
+    assert list(sk.H36M_32.joints_right) == VP3D_H36M_RIGHT
+    assert sk.H36M_17.joint_names == tuple(sk.H36M_32.joint_names[i] for i in H36M_17_FROM_32)
+    assert list(sk.H36M_17.parents) == VP3D_H36M17_PARENTS
+    assert list(sk.H36M_17.joints_left) == [4, 5, 6, 11, 12, 13]
+    assert list(sk.H36M_17.joints_right) == [1, 2, 3, 14, 15, 16]
 
 
 def test_mpi_inf_3dhp_test_layout_is_the_relevant_subset():
-  names28 = sk.MPI_INF_3DHP_28.joint_names
-  assert sk.MPI_INF_3DHP_17.joint_names == tuple(names28[i] for i in MPI_17_FROM_28)
-  assert sk.MPI_INF_3DHP_17.root == 14 and sk.MPI_INF_3DHP_28.root == 4
+    names28 = sk.MPI_INF_3DHP_28.joint_names
+    assert sk.MPI_INF_3DHP_17.joint_names == tuple(names28[i] for i in MPI_17_FROM_28)
+    assert sk.MPI_INF_3DHP_17.root == 14 and sk.MPI_INF_3DHP_28.root == 4
 
 
 @pytest.mark.parametrize("name,count,first,last", [
-    ("mpii_16", 16, "right_ankle", "left_wrist"),
-    ("coco_17", 17, "nose", "right_ankle"),
-    ("lsp_14", 14, "right_ankle", "head_top"),
-    ("penn_action_13", 13, "head", "right_ankle"),
-    ("jhmdb_15", 15, "neck", "left_ankle"),
-    ("deepmimic_16", 16, "pelvis", "right_wrist"),
+        ("mpii_16", 16, "right_ankle", "left_wrist"),
+        ("coco_17", 17, "nose", "right_ankle"),
+        ("lsp_14", 14, "right_ankle", "head_top"),
+        ("penn_action_13", 13, "head", "right_ankle"),
+        ("jhmdb_15", 15, "neck", "left_ankle"),
+        ("deepmimic_16", 16, "pelvis", "right_wrist"),
 ])
 def test_layout_sizes_and_orders(name, count, first, last):
-  s = sk.get(name)
-  assert s.num_joints == count
-  assert s.joint_names[0] == first and s.joint_names[-1] == last
+    s = sk.get(name)
+    assert s.num_joints == count
+    assert s.joint_names[0] == first and s.joint_names[-1] == last
 
 
 def test_flip_permutation_is_an_involution_swapping_named_pairs():
-  for s in sk.LAYOUTS.values():
-    perm = np.array(s.flip_permutation)
-    np.testing.assert_array_equal(perm[perm], np.arange(s.num_joints))
-    for i, j in enumerate(perm):
-      a, b = s.joint_names[i], s.joint_names[j]
-      if a.startswith("left_"):
-        assert b == "right_" + a[5:]
-      elif not a.startswith("right_"):
-        assert i == j
+    for s in sk.LAYOUTS.values():
+        perm = np.array(s.flip_permutation)
+        np.testing.assert_array_equal(perm[perm], np.arange(s.num_joints))
+        for i, j in enumerate(perm):
+            a, b = s.joint_names[i], s.joint_names[j]
+            if a.startswith("left_"):
+                assert b == "right_" + a[5:]
+            elif not a.startswith("right_"):
+                assert i == j
 
 
 def test_length_invariant_bones_are_the_eleven_of_li_et_al():
-  bones = sk.H36M_17.bone_subset("length_invariant")
-  assert len(bones) == 11
-  # (child, parent) in h36m_17 indices, written out by hand.
-  assert set(bones) == {(12, 11), (15, 14), (13, 12), (16, 15), (5, 4), (2, 1), (6, 5),
-                        (3, 2), (4, 0), (1, 0), (10, 9)}
-  # Layouts without a pelvis or head keep only the bones they have.
-  assert len(sk.LSP_14.bone_subset("length_invariant")) == 8
-  with pytest.raises(KeyError, match="no bone subset"):
-    sk.H36M_17.bone_subset("nonexistent")
+    bones = sk.H36M_17.bone_subset("length_invariant")
+    assert len(bones) == 11
+    # (child, parent) in h36m_17 indices, written out by hand.
+    assert set(bones) == {(12, 11), (15, 14), (13, 12), (16, 15), (5, 4), (2, 1), (6, 5),
+                                                (3, 2), (4, 0), (1, 0), (10, 9)}
+    # Layouts without a pelvis or head keep only the bones they have.
+    assert len(sk.LSP_14.bone_subset("length_invariant")) == 8
+    with pytest.raises(KeyError, match="no bone subset"):
+        sk.H36M_17.bone_subset("nonexistent")
 
 
 def test_layouts_are_immutable_and_removal_returns_new_value():
-  s = sk.get("h36m_17")
-  with pytest.raises(dataclasses.FrozenInstanceError):
-    s.name = "x"  # type: ignore[misc]
-  with pytest.raises(TypeError):
-    sk.LAYOUTS["x"] = s  # type: ignore[index]
-  smaller = s.remove_joints(["head_top", "spine"])
-  assert smaller.num_joints == 15 and s.num_joints == 17
-  # head_top's removal drops the head->head_top invariant bone in the new value only.
-  assert len(smaller.bone_subset("length_invariant")) == 10
-  assert len(s.bone_subset("length_invariant")) == 11
-  # neck's parent was spine; it re-attaches to the nearest kept ancestor, the pelvis.
-  assert smaller.parents[smaller.index("neck")] == smaller.index("pelvis")
+    s = sk.get("h36m_17")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.name = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        sk.LAYOUTS["x"] = s  # type: ignore[index]
+    smaller = s.remove_joints(["head_top", "spine"])
+    assert smaller.num_joints == 15 and s.num_joints == 17
+    # head_top's removal drops the head->head_top invariant bone in the new value only.
+    assert len(smaller.bone_subset("length_invariant")) == 10
+    assert len(s.bone_subset("length_invariant")) == 11
+    # neck's parent was spine; it re-attaches to the nearest kept ancestor, the pelvis.
+    assert smaller.parents[smaller.index("neck")] == smaller.index("pelvis")
 
 
 def test_unknown_names_are_clear_errors():
-  with pytest.raises(ValueError, match="Unknown joint layout 'h36m'"):
-    sk.get("h36m")
-  with pytest.raises(KeyError, match="not in layout 'coco_17'"):
-    sk.COCO_17.index("pelvis")
-  with pytest.raises(ValueError, match="cycle"):
-    sk.Skeleton("bad", ("a", "b", "c"), (-1, 2, 1))
+    with pytest.raises(ValueError, match="Unknown joint layout 'h36m'"):
+        sk.get("h36m")
+    with pytest.raises(KeyError, match="not in layout 'coco_17'"):
+        sk.COCO_17.index("pelvis")
+    with pytest.raises(ValueError, match="cycle"):
+        sk.Skeleton("bad", ("a", "b", "c"), (-1, 2, 1))
 
 
 def test_conversion_copies_shared_joints_by_name():
-  rng = np.random.default_rng(0)
-  poses = rng.normal(size=(5, 32, 3))
-  out = sk.convert(poses, "h36m_32", "h36m_17")
-  np.testing.assert_array_equal(out, poses[:, H36M_17_FROM_32])
-  mpi = rng.normal(size=(2, 28, 3))
-  np.testing.assert_array_equal(
-      sk.convert(mpi, "mpi_inf_3dhp_28", "mpi_inf_3dhp_17"), mpi[:, MPI_17_FROM_28])
-  # MPI-INF-3DHP-17 -> Human3.6M-17 is the permutation used across the literature.
-  mpi17 = rng.normal(size=(3, 17, 3))
-  expected = mpi17[:, [14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4]]
-  np.testing.assert_array_equal(sk.convert(mpi17, "mpi_inf_3dhp_17", "h36m_17"), expected)
+    rng = np.random.default_rng(0)
+    poses = rng.normal(size=(5, 32, 3))
+    out = sk.convert(poses, "h36m_32", "h36m_17")
+    np.testing.assert_array_equal(out, poses[:, H36M_17_FROM_32])
+    mpi = rng.normal(size=(2, 28, 3))
+    np.testing.assert_array_equal(
+            sk.convert(mpi, "mpi_inf_3dhp_28", "mpi_inf_3dhp_17"), mpi[:, MPI_17_FROM_28])
+    # MPI-INF-3DHP-17 -> Human3.6M-17 is the permutation used across the literature.
+    mpi17 = rng.normal(size=(3, 17, 3))
+    expected = mpi17[:, [14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4]]
+    np.testing.assert_array_equal(sk.convert(mpi17, "mpi_inf_3dhp_17", "h36m_17"), expected)
 
 
 def test_coco_to_h36m_synthesised_joints_by_hand():
-  coco = np.zeros((17, 2))
-  names = sk.COCO_17.joint_names
-  coco[names.index("left_hip")] = [2.0, 10.0]
-  coco[names.index("right_hip")] = [0.0, 10.0]
-  coco[names.index("left_shoulder")] = [3.0, 4.0]
-  coco[names.index("right_shoulder")] = [-1.0, 4.0]
-  coco[names.index("nose")] = [1.0, 2.0]
-  out = sk.convert(coco, "coco_17", "h36m_17")
-  h = sk.H36M_17.index
-  np.testing.assert_allclose(out[h("pelvis")], [1.0, 10.0])   # mid-hip
-  np.testing.assert_allclose(out[h("neck")], [1.0, 4.0])      # mid-shoulder (thorax)
-  np.testing.assert_allclose(out[h("spine")], [1.0, 7.0])     # halfway pelvis-thorax
-  np.testing.assert_allclose(out[h("head")], [1.0, 2.0])      # nose
-  # head + 0.7 (head - neck) = (1, 2) + 0.7 (0, -2)
-  np.testing.assert_allclose(out[h("head_top")], [1.0, 0.6])
-  _, synthesised = sk.conversion_matrix("coco_17", "h36m_17")
-  assert [n for n, s in zip(sk.H36M_17.joint_names, synthesised) if s] == [
-      "pelvis", "spine", "neck", "head", "head_top"]
+    coco = np.zeros((17, 2))
+    names = sk.COCO_17.joint_names
+    coco[names.index("left_hip")] = [2.0, 10.0]
+    coco[names.index("right_hip")] = [0.0, 10.0]
+    coco[names.index("left_shoulder")] = [3.0, 4.0]
+    coco[names.index("right_shoulder")] = [-1.0, 4.0]
+    coco[names.index("nose")] = [1.0, 2.0]
+    out = sk.convert(coco, "coco_17", "h36m_17")
+    h = sk.H36M_17.index
+    np.testing.assert_allclose(out[h("pelvis")], [1.0, 10.0])   # mid-hip
+    np.testing.assert_allclose(out[h("neck")], [1.0, 4.0])      # mid-shoulder (thorax)
+    np.testing.assert_allclose(out[h("spine")], [1.0, 7.0])     # halfway pelvis-thorax
+    np.testing.assert_allclose(out[h("head")], [1.0, 2.0])      # nose
+    # head + 0.7 (head - neck) = (1, 2) + 0.7 (0, -2)
+    np.testing.assert_allclose(out[h("head_top")], [1.0, 0.6])
+    _, synthesised = sk.conversion_matrix("coco_17", "h36m_17")
+    assert [n for n, s in zip(sk.H36M_17.joint_names, synthesised) if s] == [
+            "pelvis", "spine", "neck", "head", "head_top"]
 
 
 def test_deepmimic_to_h36m_uses_chest_as_spine():
-  poses = np.arange(16 * 3, dtype=np.float32).reshape(16, 3)
-  out = sk.convert(poses, "deepmimic_16", "h36m_17")
-  d = sk.DEEPMIMIC_16.index
-  np.testing.assert_array_equal(out[sk.H36M_17.index("spine")], poses[d("chest")])
-  np.testing.assert_array_equal(out[sk.H36M_17.index("neck")], poses[d("neck")])
-  assert out.dtype == np.float32
+    poses = np.arange(16 * 3, dtype=np.float32).reshape(16, 3)
+    out = sk.convert(poses, "deepmimic_16", "h36m_17")
+    d = sk.DEEPMIMIC_16.index
+    np.testing.assert_array_equal(out[sk.H36M_17.index("spine")], poses[d("chest")])
+    np.testing.assert_array_equal(out[sk.H36M_17.index("neck")], poses[d("neck")])
+    assert out.dtype == np.float32
 
 
 def test_conversion_is_jax_differentiable_and_nan_local():
-  poses = jnp.ones((2, 4, 17, 3), jnp.float32)
-  out = jax.jit(lambda p: sk.convert(p, "coco_17", "h36m_17"))(poses)
-  assert out.shape == (2, 4, 17, 3) and out.dtype == jnp.float32
-  np.testing.assert_allclose(out, 1.0, rtol=1e-6)
-  grad = jax.grad(lambda p: sk.convert(p, "coco_17", "h36m_17").sum())(poses)
-  # Each COCO hip feeds: its own hip, pelvis (1/2), spine (1/4).
-  np.testing.assert_allclose(grad[0, 0, sk.COCO_17.index("left_hip")], 1.75, rtol=1e-6)
-  # A NaN in a joint no target uses (left_eye) must not spread.
-  coco = np.ones((17, 3))
-  coco[sk.COCO_17.index("left_eye")] = np.nan
-  assert np.isfinite(sk.convert(coco, "coco_17", "h36m_17")).all()
+    poses = jnp.ones((2, 4, 17, 3), jnp.float32)
+    out = jax.jit(lambda p: sk.convert(p, "coco_17", "h36m_17"))(poses)
+    assert out.shape == (2, 4, 17, 3) and out.dtype == jnp.float32
+    np.testing.assert_allclose(out, 1.0, rtol=1e-6)
+    grad = jax.grad(lambda p: sk.convert(p, "coco_17", "h36m_17").sum())(poses)
+    # Each COCO hip feeds: its own hip, pelvis (1/2), spine (1/4).
+    np.testing.assert_allclose(grad[0, 0, sk.COCO_17.index("left_hip")], 1.75, rtol=1e-6)
+    # A NaN in a joint no target uses (left_eye) must not spread.
+    coco = np.ones((17, 3))
+    coco[sk.COCO_17.index("left_eye")] = np.nan
+    assert np.isfinite(sk.convert(coco, "coco_17", "h36m_17")).all()
 
 
 def test_conversion_errors():
-  with pytest.raises(ValueError, match=r"shape \(\.\.\., 17, C\)"):
-    sk.convert(np.zeros((5, 16, 3)), "coco_17", "h36m_17")
-  with pytest.raises(ValueError, match="Cannot convert.*left_eye"):
-    sk.convert(np.zeros((17, 3)), "h36m_17", "coco_17")
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., 17, C\)"):
+        sk.convert(np.zeros((5, 16, 3)), "coco_17", "h36m_17")
+    with pytest.raises(ValueError, match="Cannot convert.*left_eye"):
+        sk.convert(np.zeros((17, 3)), "h36m_17", "coco_17")
 
 
 def test_visibility_conversion_requires_all_inputs_visible():
-  vis = np.ones(17, bool)
-  vis[sk.COCO_17.index("left_hip")] = False
-  out = sk.convert_visibility(vis, "coco_17", "h36m_17")
-  h = sk.H36M_17.index
-  assert not out[h("pelvis")] and not out[h("spine")] and not out[h("left_hip")]
-  assert out[h("neck")] and out[h("right_hip")]
+    vis = np.ones(17, bool)
+    vis[sk.COCO_17.index("left_hip")] = False
+    out = sk.convert_visibility(vis, "coco_17", "h36m_17")
+    h = sk.H36M_17.index
+    assert not out[h("pelvis")] and not out[h("spine")] and not out[h("left_hip")]
+    assert out[h("neck")] and out[h("right_hip")]
 
 
 def test_bone_lengths_and_mirror():
-  poses = np.zeros((17, 3))
-  poses[sk.H36M_17.index("right_hip")] = [-0.1, 0.0, 0.0]
-  poses[sk.H36M_17.index("right_knee")] = [-0.1, 0.4, 0.3]
-  lengths = sk.bone_lengths(poses, "h36m_17")
-  bones = sk.H36M_17.bones
-  assert lengths[bones.index((1, 0))] == pytest.approx(0.1)
-  assert lengths[bones.index((2, 1))] == pytest.approx(0.5)
-  mirrored = sk.mirror(poses, "h36m_17")
-  np.testing.assert_allclose(mirrored[sk.H36M_17.index("left_knee")], [0.1, 0.4, 0.3])
-  np.testing.assert_allclose(sk.mirror(mirrored, "h36m_17"), poses)
-  jm = sk.mirror(jnp.asarray(poses[None], jnp.float32), "h36m_17")
-  np.testing.assert_allclose(jm[0], mirrored, atol=1e-7)
+    poses = np.zeros((17, 3))
+    poses[sk.H36M_17.index("right_hip")] = [-0.1, 0.0, 0.0]
+    poses[sk.H36M_17.index("right_knee")] = [-0.1, 0.4, 0.3]
+    lengths = sk.bone_lengths(poses, "h36m_17")
+    bones = sk.H36M_17.bones
+    assert lengths[bones.index((1, 0))] == pytest.approx(0.1)
+    assert lengths[bones.index((2, 1))] == pytest.approx(0.5)
+    mirrored = sk.mirror(poses, "h36m_17")
+    np.testing.assert_allclose(mirrored[sk.H36M_17.index("left_knee")], [0.1, 0.4, 0.3])
+    np.testing.assert_allclose(sk.mirror(mirrored, "h36m_17"), poses)
+    jm = sk.mirror(jnp.asarray(poses[None], jnp.float32), "h36m_17")
+    np.testing.assert_allclose(jm[0], mirrored, atol=1e-7)
