@@ -3,7 +3,7 @@
 Rank promotion raises and dtype promotion is strict for the whole suite, so that
 implicit broadcasting or silent float64 -> float32 mixing is caught here and not in a
 user's model. x64 stays off by default; tests that need float64 enable it locally with
-``jax.experimental.enable_x64`` and keep a float32 counterpart.
+``jax.enable_x64(True)`` (restored afterwards) and keep a float32 counterpart.
 """
 
 import os
