@@ -1,0 +1,90 @@
+"""Run logs: a JSON-lines metrics file and a PNG of the training curves.
+
+Only process 0 writes (callers check ``jax.process_index() == 0``). Records are one
+JSON object per line with a ``step`` and a ``kind`` (``train`` or ``eval``). On resume,
+records from steps after the restored checkpoint are dropped (they belong to work that
+is about to be redone), so the file always describes one consistent run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["MetricsLog", "plot_curves"]
+
+
+def _atomic_write(path: str, write) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb" if path.endswith(".png") else "w") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class MetricsLog:
+    """Appends metric records to ``<workdir>/metrics.jsonl``."""
+
+    def __init__(self, workdir: str, *, resume_step: int | None = None):
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        if os.path.exists(self.path):
+            records = self.read(self.path)
+            keep = [r for r in records if resume_step is not None and r["step"] <= resume_step]
+            if len(keep) != len(records):
+                _atomic_write(self.path, lambda f: f.writelines(
+                    json.dumps(r) + "\n" for r in keep))
+
+    def write(self, kind: str, step: int, values: Mapping[str, Any]) -> None:
+        record = {"kind": kind, "step": int(step)}
+        record.update({k: float(v) for k, v in values.items()})
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    @staticmethod
+    def read(path: str) -> list[dict]:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_curves(metrics_path: str, png_path: str, *, train_key: str = "loss",
+                eval_keys: tuple[str, ...] = ("mpjpe_mm", "p_mpjpe_mm")) -> str:
+    """Plots the training loss and the validation errors (mm) from ``metrics.jsonl``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = MetricsLog.read(metrics_path)
+    train = [(r["step"], r[train_key]) for r in records
+             if r["kind"] == "train" and math.isfinite(r.get(train_key, math.nan))]
+    evals = [r for r in records if r["kind"] == "eval"]
+    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if train:
+        ax_loss.plot(*zip(*train), color="tab:blue")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel(f"training {train_key}")
+    ax_loss.set_yscale("log")
+    ax_loss.grid(alpha=0.3)
+    for key in eval_keys:
+        points = [(r["step"], r[key]) for r in evals if key in r]
+        if points:
+            ax_eval.plot(*zip(*points), marker="o", label=key)
+    ax_eval.set_xlabel("step")
+    ax_eval.set_ylabel("validation error (mm)")
+    ax_eval.grid(alpha=0.3)
+    if evals:
+        ax_eval.legend()
+    fig.tight_layout()
+    try:
+        _atomic_write(png_path, lambda f: fig.savefig(f, format="png", dpi=80))
+    finally:
+        plt.close(fig)
+    return png_path
