@@ -39,7 +39,8 @@ def main(argv):
     del argv
     meta = run(_CONFIG.value, _WORKDIR.value, _OUTPUT.value, overwrite=_OVERWRITE.value)
     if meta:
-        print(f"Exported {meta.get('kind')} model to {_OUTPUT.value}.")
+        print(f"Exported the {meta['model_kind']} model ({meta['receptive_field']}-frame "
+              f"receptive field, {meta['input_layout']} joints) to {_OUTPUT.value}.")
 
 
 if __name__ == "__main__":
