@@ -212,11 +212,14 @@ def variant(name: str, **overrides: Any) -> TemporalConfig:
 
 
 def flops_per_frame(config: TemporalConfig) -> int:
-    """2 x multiply-accumulates of the convolutions per output frame of the strided form.
+    """2 x multiply-accumulates of the convolutions per output frame of the sequence form.
 
-    This is the analytic cost of one output frame (the sequence form spends slightly more per
-    output frame on long sequences, because inner layers also run on border frames).
-    Batch norm, ReLU and residual adds are not counted.
+    This is the analytic cost of one output frame of a long sequence, where every layer's
+    work is shared between neighbouring output frames (border frames add a little). The
+    strided training form shares nothing between windows and executes 2.1x (27 frames),
+    4.5x (81) or 10.4x (243) more per output frame; see
+    ``benchmarks/training_throughput.py:strided_flops_per_clip``. Batch norm, ReLU and
+    residual adds are not counted.
     """
     c, fw = config.channels, config.filter_widths
     macs = config.num_joints_in * config.in_features * c * fw[0]  # expand conv
