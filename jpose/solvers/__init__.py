@@ -1,7 +1,5 @@
 """Pure, jit-compiled solvers: frozen config + NamedTuple state + one ``lax.while_loop``.
 
-* :mod:`jpose.solvers.trajectory_completion` -- low-rank + smoothness completion of a
-  network's unreliable joints across a video (Li et al., ICCV 2019, Eq. 1), by ALM.
 * :mod:`jpose.solvers.nrsfm` -- hierarchical pose dictionary learning (orthographic NRSfM).
 * :mod:`jpose.solvers.relative_pose` -- relative pose of two calibrated cameras from
   corresponding 2D joints (eight-point, RANSAC, refinement).
