@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import zipfile
 
 from absl import app, flags, logging
@@ -40,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 
+from jpose import io  # noqa: E402
 from jpose.solvers import _loop, nrsfm  # noqa: E402
 
 _INPUT = flags.DEFINE_string("input", None, "Input .npz with `poses_2d` (N, P, 2).")
@@ -103,20 +103,8 @@ def learn(poses_2d: np.ndarray, config: nrsfm.DictionaryLearningConfig, seed: in
 
 
 def save(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """Atomic ``.npz`` write: a temp file in the same directory, then ``os.replace``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Atomic ``.npz`` write (:func:`jpose.io.save_npz_atomic`)."""
+    io.save_npz_atomic(path, arrays)
 
 
 def run(input_path: str, output_path: str, config: nrsfm.DictionaryLearningConfig,

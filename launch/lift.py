@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from typing import Any, NamedTuple
 
 from absl import app, flags, logging
@@ -51,7 +50,7 @@ import numpy as np
 # Runs as a script from a clone: make the repository importable without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jpose import camera, skeleton  # noqa: E402
+from jpose import camera, io, skeleton  # noqa: E402
 from jpose.exported_model import ExportedLifter  # noqa: E402
 
 COCO_LAYOUT = "coco_17"
@@ -235,20 +234,8 @@ def lift(model: ExportedLifter, detections: Detections, *, image_size) -> np.nda
 
 
 def write_output(path: str, arrays: dict[str, Any]) -> None:
-    """``np.savez`` to a temp file beside ``path``, then rename (never a half-written file)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Atomic ``.npz`` write (:func:`jpose.io.save_npz_atomic`)."""
+    io.save_npz_atomic(path, arrays)
 
 
 def run(
