@@ -1,5 +1,8 @@
 """Pure, jit-compiled solvers: frozen config + NamedTuple state + one ``lax.while_loop``.
 
+* :mod:`jpose.solvers.trajectory_completion` -- low-rank + smooth completion of
+  unreliable joints across a video (Li et al., ICCV 2019, Eq. 1) by the ALM; batched,
+  padded and windowed forms.
 * :mod:`jpose.solvers.nrsfm` -- hierarchical pose dictionary learning (orthographic NRSfM).
 * :mod:`jpose.solvers.relative_pose` -- relative pose of two calibrated cameras from
   corresponding 2D joints (eight-point, RANSAC, refinement).
