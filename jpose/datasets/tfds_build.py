@@ -1,0 +1,155 @@
+"""TFDS builders without TensorFlow: one base class, one ``build`` and one ``load``.
+
+Each raw release (``shared/DATASET_FORMATS.md``) has a builder in
+``jpose/datasets/<name>/`` that reads the files from a **manual directory** (the
+releases need a licence or a sign-up, so nothing is downloaded) and writes a versioned
+TFDS dataset in **array_record** format::
+
+    <data_dir>/<name>/<config>/<version>/<name>-<split>.array_record-0000k-of-0000n
+                                         dataset_info.json, features.json
+
+array_record files give O(1) random access by index, which grain reads
+deterministically on one host or many (:func:`load` returns the random-access source).
+
+Why TFDS without TensorFlow: TFDS 4.9 serialises examples with its own protobuf code
+and writes array_record natively; images are given to it already **encoded** (JPEG or
+PNG bytes, which needs no TensorFlow; a NumPy image would call ``tf.image``) and are
+decoded on read with PIL. Text features read back as ``bytes``.
+
+Builders subclass :class:`PoseDatasetBuilder` with ``skip_registration=True``: they are
+looked up through :data:`BUILDERS`, never through TFDS's global registry, so their
+names cannot clash with TFDS's own catalogue and re-imports in tests are harmless.
+
+Interrupted builds: TFDS writes into ``incomplete.XXXXXX_<version>/`` and renames it to
+``<version>/`` only after every split is written, so a dataset that looks complete
+*is* complete. An exception removes the temporary directory; a killed process can
+leave one behind, and :func:`build` deletes such leftovers before starting, so a second
+build restarts cleanly. ``restart=True`` also rebuilds a complete dataset.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import logging
+import os
+import shutil
+from typing import Any
+
+import tensorflow_datasets as tfds
+
+__all__ = [
+    "BUILDERS",
+    "PoseDatasetBuilder",
+    "builder_class",
+    "build",
+    "load",
+    "tensor_feature",
+]
+
+#: Dataset name -> module defining its ``Builder`` class.
+BUILDERS: dict[str, str] = {
+    "h36m": "jpose.datasets.h36m",
+    "mpi_inf_3dhp": "jpose.datasets.mpi_inf_3dhp",
+    "sub_jhmdb": "jpose.datasets.sub_jhmdb",
+    "penn_action": "jpose.datasets.penn_action",
+    "lsp": "jpose.datasets.lsp",
+}
+
+
+class PoseDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Base of jpose's builders: array_record, manual directory, documented features.
+
+    Subclasses set ``name``, ``VERSION``, ``RELEASE_NOTES``, ``BUILDER_CONFIGS`` (if
+    any), ``DESCRIPTION`` (units, frames, joint layouts), ``HOMEPAGE``, ``CITATION``,
+    ``MANUAL_DOWNLOAD_INSTRUCTIONS`` and implement :meth:`_features`,
+    ``_split_generators`` and ``_generate_examples``.
+    """
+
+    DESCRIPTION: str = ""
+    HOMEPAGE: str = ""
+    CITATION: str = ""
+
+    def __init__(self, *, file_format: str = "array_record", **kwargs: Any):
+        super().__init__(file_format=file_format, **kwargs)
+
+    def _features(self) -> tfds.features.FeaturesDict:
+        raise NotImplementedError
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.DESCRIPTION,
+            features=self._features(),
+            homepage=self.HOMEPAGE or None,
+            citation=self.CITATION or None,
+        )
+
+
+def tensor_feature(shape, dtype, doc: str) -> tfds.features.Tensor:
+    """A ``Tensor`` feature with its documentation (say units, frame and layout)."""
+    return tfds.features.Tensor(shape=shape, dtype=dtype, doc=doc)
+
+
+def builder_class(name: str) -> type[PoseDatasetBuilder]:
+    """The builder class of dataset ``name`` (one of :data:`BUILDERS`)."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(BUILDERS)}")
+    return importlib.import_module(BUILDERS[name]).Builder
+
+
+def _remove_incomplete(builder: tfds.core.DatasetBuilder) -> None:
+    """Deletes ``incomplete.*`` directories a killed build of this version left behind."""
+    version_dir = os.fspath(builder.data_path)
+    parent, version = os.path.split(version_dir.rstrip("/"))
+    for stale in glob.glob(os.path.join(parent, f"incomplete.*_{version}")):
+        logging.warning("removing the unfinished build %s", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def build(name: str, *, manual_dir: str, data_dir: str, config: str | None = None,
+          restart: bool = False, progress: bool = True, num_shards: int | None = None,
+          **builder_kwargs: Any) -> PoseDatasetBuilder:
+    """Builds dataset ``name`` from the raw files in ``manual_dir`` into ``data_dir``.
+
+    Args:
+      name: one of :data:`BUILDERS`.
+      manual_dir: the directory holding the raw release (layout: the builder's docs).
+      data_dir: where TFDS datasets live.
+      config: builder config name (``None``: the builder's default).
+      restart: rebuild even if a complete dataset of this version exists.
+      progress: TFDS's progress bars (examples per split).
+      num_shards: force this many array_record shards per split (default: TFDS's
+        size-based choice).
+      **builder_kwargs: passed to the builder (e.g. ``allow_pickle`` for Human3.6M's
+        VideoPose3D files).
+
+    Returns:
+      The prepared builder (``builder.as_data_source(split)`` reads it).
+    """
+    if not os.path.isdir(manual_dir):
+        raise FileNotFoundError(f"{name}: manual_dir {manual_dir!r} is not a directory")
+    cls = builder_class(name)
+    builder = cls(data_dir=data_dir, config=config, **builder_kwargs)
+    _remove_incomplete(builder)
+    mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if restart
+            else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+    download_config = tfds.download.DownloadConfig(
+        manual_dir=manual_dir, download_mode=mode, num_shards=num_shards)
+    tfds.display_progress_bar(progress)
+    builder.download_and_prepare(download_config=download_config)
+    return builder
+
+
+def load(name: str, *, data_dir: str, split: str, config: str | None = None):
+    """Random-access source (``len``, ``__getitem__``) over a built split, for grain.
+
+    Raises ``FileNotFoundError`` naming the expected directory when it was not built.
+    """
+    cls = builder_class(name)
+    builder = cls(data_dir=data_dir, config=config)
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"{name}: no complete build at {os.fspath(builder.data_path)}; run "
+            f"launch/prepare_data.py --dataset={name} --manual_dir=<raw dir> --data_dir={data_dir}")
+    return builder.as_data_source(split=split)
