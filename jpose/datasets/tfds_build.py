@@ -24,7 +24,8 @@ Interrupted builds: TFDS writes into ``incomplete.XXXXXX_<version>/`` and rename
 ``<version>/`` only after every split is written, so a dataset that looks complete
 *is* complete. An exception removes the temporary directory; a killed process can
 leave one behind, and :func:`build` deletes such leftovers before starting, so a second
-build restarts cleanly. ``restart=True`` also rebuilds a complete dataset.
+build restarts cleanly. ``restart=True`` also rebuilds a complete dataset; the old build
+is kept aside until the new one is complete and restored if the rebuild fails.
 """
 
 from __future__ import annotations
@@ -132,12 +133,27 @@ def build(name: str, *, manual_dir: str, data_dir: str, config: str | None = Non
     cls = builder_class(name)
     builder = cls(data_dir=data_dir, config=config, **builder_kwargs)
     _remove_incomplete(builder)
-    mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if restart
-            else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
     download_config = tfds.download.DownloadConfig(
-        manual_dir=manual_dir, download_mode=mode, num_shards=num_shards)
+        manual_dir=manual_dir, download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
+        num_shards=num_shards)
     tfds.display_progress_bar(progress)
-    builder.download_and_prepare(download_config=download_config)
+    version_dir = os.fspath(builder.data_path).rstrip("/")
+    previous = None
+    if restart and os.path.isdir(version_dir):
+        # TFDS's own overwrite modes delete the old build *before* generating; keep it
+        # aside instead and put it back if the rebuild fails.
+        previous = f"{version_dir}.previous"
+        shutil.rmtree(previous, ignore_errors=True)
+        os.rename(version_dir, previous)
+        builder = cls(data_dir=data_dir, config=config, **builder_kwargs)
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    except BaseException:
+        if previous is not None and not os.path.isdir(version_dir):
+            os.rename(previous, version_dir)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
     return builder
 
 
