@@ -84,6 +84,9 @@ def test_build_load_and_restart(tmp_path, toy, monkeypatch):
 def test_missing_and_malformed_files_are_named(tmp_path, toy):
     raw = tmp_path / "raw"
     raw.mkdir()
+    with pytest.raises(raw_files.MissingRawFilesError, match="directory is empty") as e:
+        tfds_build.build("jpose_toy", manual_dir=str(raw), data_dir=str(tmp_path / "d"), progress=False)
+    assert "Put values.mat in manual_dir" in str(e.value)
     (raw / "other.txt").write_text("x")
     with pytest.raises(raw_files.MissingRawFilesError, match="values.mat") as e:
         tfds_build.build("jpose_toy", manual_dir=str(raw), data_dir=str(tmp_path / "d"), progress=False)

@@ -39,6 +39,8 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
+from jpose.datasets.raw_files import MissingRawFilesError
+
 __all__ = [
     "BUILDERS",
     "PoseDatasetBuilder",
@@ -131,6 +133,9 @@ def build(name: str, *, manual_dir: str, data_dir: str, config: str | None = Non
     if not os.path.isdir(manual_dir):
         raise FileNotFoundError(f"{name}: manual_dir {manual_dir!r} is not a directory")
     cls = builder_class(name)
+    if not os.listdir(manual_dir):
+        raise MissingRawFilesError(name, manual_dir, ["(the raw release: the directory is empty)"],
+                                   cls.MANUAL_DOWNLOAD_INSTRUCTIONS or "")
     builder = cls(data_dir=data_dir, config=config, **builder_kwargs)
     _remove_incomplete(builder)
     download_config = tfds.download.DownloadConfig(

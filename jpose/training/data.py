@@ -6,9 +6,19 @@ Sources (``config.data.source``):
   DeepMimic motion capture (the embedded default) or synthetic motion, or a saved
   ``.npz`` of one (``data.path``). Train on ``data.train_splits``, evaluate on
   ``data.eval_split`` (held-out subjects, and cameras if ``data.held_out_cameras``).
+* ``tfds`` -- a dataset built by ``launch/prepare_data.py`` (``data.dataset``: ``h36m``
+  or ``mpi_inf_3dhp``; ``data.data_dir``, ``data.tfds_config``), training subjects
+  ``data.train_subjects`` and evaluation subjects ``data.test_subjects`` (3DHP: the
+  ``test`` split), with a labelled-data protocol (``data.protocol``, see
+  :func:`_labelled`) from :mod:`jpose.datasets.protocols`, ``data.cameras`` (a camera set
+  name or indices; empty: all) and ``data.downsample_fps`` (0: keep every frame).
 * ``h36m_videopose3d`` -- Human3.6M from VideoPose3D's preprocessed ``.npz`` files plus
   the raw release's ``metadata.xml`` cameras (:mod:`jpose.datasets.h36m_videopose3d`);
   those files hold pickles, so ``data.allow_pickle`` must be set explicitly.
+
+The sample data and the built datasets share one path: both become pose-sequence
+examples of the builders' schema (:mod:`jpose.datasets.records`), then
+:class:`~jpose.datasets.multiview.SequenceRecord` s, then training windows.
 
 Training examples are the temporal model's receptive-field windows (or single frames for
 the MLP), served by :func:`jpose.datasets.pipelines.training_batches`: batch ``k`` of the
@@ -20,7 +30,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from jpose import skeleton
-from jpose.datasets import multiview, pipelines
+from jpose.datasets import multiview, pipelines, protocols
+from jpose.datasets import records as records_lib
 from jpose.nets import temporal
 
 __all__ = ["TrainData", "build", "model_config"]
@@ -53,8 +64,14 @@ def _records(config) -> tuple[tuple, tuple, tuple | None]:
                 held_out_cameras=tuple(int(c) for c in d.held_out_cameras),
                 synthetic_frames=int(d.get("synthetic_frames", 100)),
                 seed=int(d.generator_seed))
-        train = tuple(r for s in d.train_splits for r in ds.split(s))
-        return train, ds.split(d.eval_split), ds.actions
+        # Through the builders' example schema, as the real datasets go.
+        train = tuple(r for s in d.train_splits for r in records_lib.records_from_examples(
+            records_lib.examples_from_multiview(ds, s), layout=ds.layout))
+        test = records_lib.records_from_examples(
+            records_lib.examples_from_multiview(ds, d.eval_split), layout=ds.layout)
+        return train, test, ds.actions
+    if d.source == "tfds":
+        return _tfds_records(d)
     if d.source == "h36m_videopose3d":
         from jpose.datasets import h36m_videopose3d as h36m
         records = h36m.load_videopose3d_h36m(
@@ -65,8 +82,67 @@ def _records(config) -> tuple[tuple, tuple, tuple | None]:
         # Report per action class, merging takes ('Walking 1' + 'Walking'), as VideoPose3D.
         test = tuple(r._replace(action=h36m.action_class(r.action)) for r in test)
         return train, test, None
-    raise ValueError(f"data.source: unknown source {d.source!r}; expected 'multiview' or "
-                     "'h36m_videopose3d'.")
+    raise ValueError(f"data.source: unknown source {d.source!r}; expected 'multiview', "
+                     "'tfds' or 'h36m_videopose3d'.")
+
+
+#: ``data.protocol`` values of the ``tfds`` source.
+PROTOCOLS = ("all", "subjects", "fraction", "action_half", "hard_actions")
+
+
+def _labelled(d, train: tuple) -> tuple:
+    """The labelled training records under ``data.protocol``:
+
+    * ``all``: every training subject;
+    * ``subjects``: ``data.labelled_subjects`` (e.g. ``("S1",)``, ``("S1", "S5")``);
+    * ``fraction``: ``data.labelled_fraction`` (0.001, 0.01, 0.05, 0.1) of
+      ``data.labelled_subjects``, VideoPose3D's contiguous chunks;
+    * ``action_half``: the first 8 actions labelled (Li et al.);
+    * ``hard_actions``: every action but Photo, Purchases, Sitting, SittingDown.
+    """
+    protocol = d.get("protocol", "all")
+    subjects = tuple(d.get("labelled_subjects", ("S1",)))
+    if protocol == "all":
+        return train
+    if protocol == "subjects":
+        return protocols.select(train, subjects=subjects)
+    if protocol == "fraction":
+        return protocols.subset_frames(protocols.select(train, subjects=subjects),
+                                       float(d.labelled_fraction))
+    if protocol == "action_half":
+        return protocols.h36m_action_split(train, subjects=tuple(d.train_subjects)).labelled
+    if protocol == "hard_actions":
+        return protocols.h36m_hard_action_split(train, subjects=tuple(d.train_subjects)).labelled
+    raise ValueError(f"data.protocol: unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+
+
+def _tfds_records(d) -> tuple[tuple, tuple, None]:
+    from jpose.datasets import tfds_build
+
+    config = d.get("tfds_config", "") or None
+    def load(splits):
+        examples = []
+        for split in splits:
+            source = tfds_build.load(d.dataset, data_dir=d.data_dir, split=split, config=config)
+            examples.extend(source[i] for i in range(len(source)))
+        return records_lib.records_from_examples(examples, layout=d.layout)
+
+    test_splits = ("test",) if d.dataset == "mpi_inf_3dhp" else tuple(d.test_subjects)
+    train, test = load(tuple(d.train_subjects)), load(test_splits)
+    if d.get("cameras", ()):
+        cams = d.cameras if isinstance(d.cameras, str) else tuple(int(c) for c in d.cameras)
+        train = protocols.select_cameras(train, cams)
+    train = _labelled(d, train)
+    if float(d.get("downsample_fps", 0) or 0) > 0:
+        train = protocols.downsample(train, target_fps=float(d.downsample_fps))
+    if d.dataset == "h36m":
+        from jpose.datasets import h36m_videopose3d as h36m
+
+        # Report per action class, merging takes, as VideoPose3D.
+        test = tuple(r._replace(action=h36m.action_class(r.action)) for r in test)
+    else:
+        test = tuple(r._replace(action=r.subject) for r in test)  # per test sequence
+    return tuple(train), test, None
 
 
 def _limit(records: tuple, count: int) -> tuple:

@@ -33,6 +33,15 @@ def base_config() -> ml_collections.ConfigDict:
         "allow_pickle": False,
         "train_subjects": ("S1", "S5", "S6", "S7", "S8"),
         "test_subjects": ("S9", "S11"),
+        # tfds source (a dataset built by launch/prepare_data.py); also uses the subjects
+        "dataset": "h36m",
+        "data_dir": "",
+        "tfds_config": "",
+        "protocol": "all",  # all | subjects | fraction | action_half | hard_actions
+        "labelled_subjects": ("S1",),
+        "labelled_fraction": 0.01,
+        "cameras": (),
+        "downsample_fps": 0.0,
         # common
         "use_clean_2d": False,
         "flip_augment": True,

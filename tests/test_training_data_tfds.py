@@ -1,0 +1,82 @@
+"""Training data from a built dataset (``data.source = "tfds"``) under the protocols."""
+
+import os
+
+import numpy as np
+import pytest
+
+from jpose.datasets import protocols, tfds_build
+from jpose.datasets.h36m import fake_raw
+from jpose.training import data as data_lib
+from launch.configs import common
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("h36m")
+    raw, data_dir = str(root / "raw"), str(root / "tfds")
+    sequences = {"S1": ("Directions 1", "Directions", "Sitting 1", "TakingPhoto 1"),
+                 "S5": ("Walking 1", "Eating 1"), "S9": ("Walking 1", "Photo 1")}
+    truth = fake_raw.write_fake_release(raw, subjects=("S1", "S5", "S9"), sequences=sequences,
+                                        num_frames=40, videos=False, videopose3d=False)
+    tfds_build.build("h36m", manual_dir=raw, data_dir=data_dir, config="poses", progress=False)
+    return data_dir, truth
+
+
+def _config(data_dir, **data):
+    c = common.base_config()
+    c.data.source = "tfds"
+    c.data.dataset = "h36m"
+    c.data.data_dir = data_dir
+    c.data.tfds_config = "poses"
+    c.data.train_subjects = ("S1", "S5")
+    c.data.test_subjects = ("S9",)
+    c.data.update(data)
+    c.global_batch_size = 8
+    return c
+
+
+def test_tfds_source_protocols(built):
+    data_dir, _ = built
+    train, test, _ = data_lib._records(_config(data_dir))
+    assert {r.subject for r in train} == {"S1", "S5"} and {r.subject for r in test} == {"S9"}
+    assert len(train) == 6 * 4  # sequences x cameras
+    assert {r.action for r in test} == {"Walking", "TakingPhoto"}  # merged to classes
+
+    s1, _, _ = data_lib._records(_config(data_dir, protocol="subjects", labelled_subjects=("S1",)))
+    assert {r.subject for r in s1} == {"S1"} and len(s1) == 16
+
+    frac, _, _ = data_lib._records(_config(data_dir, protocol="fraction", labelled_fraction=0.1))
+    assert {r.subject for r in frac} == {"S1"}
+    by_key = {(r.subject, r.action, r.camera_index): r for r in s1}
+    for r in frac:  # a contiguous chunk of round(0.1 F) frames of the S1 sequence
+        full = by_key[(r.subject, r.action, r.camera_index)]
+        n = r.num_frames
+        assert n == round(0.1 * full.num_frames)
+        starts = [k for k in range(full.num_frames - n + 1)
+                  if np.array_equal(full.positions_world[k:k + n], r.positions_world)]
+        assert len(starts) == 1
+
+    hard, _, _ = data_lib._records(_config(data_dir, protocol="hard_actions"))
+    classes = {protocols.h36m_action_of(r) for r in hard}
+    assert classes == {"Directions", "Walking", "Eating"}  # Sitting, TakingPhoto unlabelled
+
+    ten, _, _ = data_lib._records(_config(data_dir, downsample_fps=10.0))
+    full_len = {(r.subject, r.action, r.camera_index): r.num_frames for r in train}
+    for r in ten:
+        assert r.num_frames == -(-full_len[(r.subject, r.action, r.camera_index)] // 5)
+
+    with pytest.raises(ValueError, match="data.protocol"):
+        data_lib._records(_config(data_dir, protocol="nope"))
+
+
+def test_tfds_source_builds_training_batches(built):
+    data_dir, _ = built
+    c = _config(data_dir)
+    c.model.overrides = {"channels": 16}
+    d = data_lib.build(c)
+    batch = d.train.batch(0)
+    assert batch["inputs"].shape == (8, 27, 17, 2)
+    assert batch["poses_3d"].shape == (8, 1, 17, 3)
+    np.testing.assert_array_equal(batch["poses_3d"][:, :, 0], 0)  # root-relative
+    assert len(d.eval_sequences) == 2 * 4
