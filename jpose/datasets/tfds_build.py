@@ -37,6 +37,7 @@ import os
 import shutil
 from typing import Any
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 from jpose.datasets.raw_files import MissingRawFilesError
@@ -48,6 +49,7 @@ __all__ = [
     "build",
     "load",
     "tensor_feature",
+    "camera_feature",
 ]
 
 #: Dataset name -> module defining its ``Builder`` class.
@@ -92,6 +94,33 @@ class PoseDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 def tensor_feature(shape, dtype, doc: str) -> tfds.features.Tensor:
     """A ``Tensor`` feature with its documentation (say units, frame and layout)."""
     return tfds.features.Tensor(shape=shape, dtype=dtype, doc=doc)
+
+
+_CAMERA_DOCS = {
+    "rotation": "world-to-camera rotation R: x_cam = R (x_world - centre)",
+    "centre": "camera centre in the world frame, metres",
+    "focal": "focal lengths (fx, fy), pixels",
+    "principal": "principal point (cx, cy), pixels",
+    "radial": "radial distortion (k1, k2, k3), Human3.6M model",
+    "tangential": "tangential distortion (p1, p2), Human3.6M stored order",
+    "image_size": "(width, height) of the original images, pixels",
+}
+_CAMERA_SHAPES = {"rotation": (3, 3), "centre": (3,), "focal": (2,), "principal": (2,),
+                  "radial": (3,), "tangential": (2,), "image_size": (2,)}
+
+
+def camera_feature(**docs: str) -> tfds.features.FeaturesDict:
+    """The ``camera`` feature: the :class:`jpose.camera.CameraParams` fields, float32.
+
+    ``docs`` replaces the documentation of fields (e.g. how a dataset obtains them).
+    """
+    unknown = set(docs) - set(_CAMERA_DOCS)
+    if unknown:
+        raise ValueError(f"docs: unknown camera fields {sorted(unknown)}")
+    return tfds.features.FeaturesDict(
+        {k: tensor_feature(shape, np.float32, docs.get(k, _CAMERA_DOCS[k]))
+         for k, shape in _CAMERA_SHAPES.items()},
+        doc="the camera of this example (jpose.camera.CameraParams fields)")
 
 
 def builder_class(name: str) -> type[PoseDatasetBuilder]:

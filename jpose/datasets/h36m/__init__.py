@@ -170,15 +170,7 @@ def _i32(shape, doc: str) -> tfds.features.Tensor:
 
 
 def _camera_feature(size_doc: str) -> tfds.features.FeaturesDict:
-    return tfds.features.FeaturesDict({
-        "rotation": _f32((3, 3), "world-to-camera rotation R: x_cam = R (x_world - centre)"),
-        "centre": _f32((3,), "camera centre in the world frame, metres"),
-        "focal": _f32((2,), "focal lengths (fx, fy), pixels"),
-        "principal": _f32((2,), "principal point (cx, cy), pixels"),
-        "radial": _f32((3,), "radial distortion (k1, k2, k3), Human3.6M model"),
-        "tangential": _f32((2,), "tangential distortion (p1, p2), Human3.6M stored order"),
-        "image_size": _f32((2,), size_doc),
-    }, doc="the camera of this example (jpose.camera.CameraParams fields)")
+    return tfds_build.camera_feature(image_size=size_doc)
 
 
 class Builder(tfds_build.PoseDatasetBuilder, skip_registration=True):

@@ -94,19 +94,16 @@ def _f32(shape, doc: str) -> tfds.features.Tensor:
 
 
 def _camera_feature() -> tfds.features.FeaturesDict:
-    return tfds.features.FeaturesDict({
-        "rotation": _f32((3, 3), "world->camera rotation R, x_cam = R (x_world - centre); "
-                                 "identity for the test set"),
-        "centre": _f32((3,), "camera centre in the world frame, metres (-R^T t / 1000); "
-                             "zero for the test set"),
-        "focal": _f32((2,), "(fx, fy) pixels: calibration intrinsic [0], [5]; "
-                            "test set: least-squares estimate"),
-        "principal": _f32((2,), "(cx, cy) pixels: calibration intrinsic [2], [6]; "
-                                "test set: least-squares estimate"),
-        "radial": _f32((3,), "radial distortion (k1, k2, k3); zero (the release has none)"),
-        "tangential": _f32((2,), "tangential distortion (p1, p2), Human3.6M order; zero"),
-        "image_size": _f32((2,), "(width, height) pixels"),
-    })
+    return tfds_build.camera_feature(
+        rotation="world->camera rotation R, x_cam = R (x_world - centre); identity for the "
+                 "test set",
+        centre="camera centre in the world frame, metres (-R^T t / 1000); zero for the test set",
+        focal="(fx, fy) pixels: calibration intrinsic [0], [5]; test set: least-squares estimate",
+        principal="(cx, cy) pixels: calibration intrinsic [2], [6]; test set: least-squares "
+                  "estimate",
+        radial="radial distortion (k1, k2, k3); zero (the release has none)",
+        tangential="tangential distortion (p1, p2), Human3.6M order; zero",
+        image_size="(width, height) pixels")
 
 
 class Builder(tfds_build.PoseDatasetBuilder, skip_registration=True):
