@@ -48,7 +48,6 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from jax.sharding import Mesh, PartitionSpec  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -237,24 +236,10 @@ def section_batch(args):
     print(f"| 1 | {secs:.2f} | {n / secs:.1f} | {int(np.max(out.iterations))} | "
           f"{int(np.max(out.state.c_count))} | {mp:.1f} |", flush=True)
     devices = jax.devices()[: args.devices]
-    if len(devices) > 1 and n % len(devices) == 0:
-        mesh = Mesh(np.asarray(devices), ("data",))
-        s = tc.poses_to_matrix(jnp.asarray(poses))
-        mask = jnp.asarray(np.swapaxes(conf > 0.5, -1, -2))
-        valid = jnp.ones((n, frames), bool)
-        free = int((~np.asarray(mask)).sum(-1).max())
-        core = tc._core(cfg)
-
-        def local(a, m, v):
-            return tc._solve_videos(a, m, v, config=core, max_free=tc._bucket(free, frames))
-
-        spec = PartitionSpec("data")
-        # check_vma=False: the solver's initial state holds constants (replicated) that
-        # become per-device values in the loop; each device's loop is independent.
-        sharded = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, spec),
-                                        out_specs=spec, check_vma=False))
-        secs2, out2 = best_of(lambda: sharded(s, mask, valid), args.reps)
-        x = np.asarray(tc.matrix_to_poses(out2.x, 17))
+    if len(devices) > 1:
+        secs2, out2 = best_of(lambda: tc.complete_trajectories(poses, conf, config=cfg,
+                                                               devices=devices), args.reps)
+        x = np.asarray(out2.poses)
         mp2 = np.mean([low_mpjpe_mm(x[i], d) for i, d in enumerate(data)])
         same = np.abs(x - np.asarray(out.poses)).max()
         print(f"| {len(devices)} (shard_map) | {secs2:.2f} | {n / secs2:.1f} | "

@@ -4,6 +4,8 @@ Usage::
 
   python launch/prepare_data.py --dataset=h36m --manual_dir=/data/h36m_raw \
       --data_dir=/data/tfds [--config=poses] [--restart] [--num_shards=N]
+  python launch/prepare_data.py --dataset=h36m --config=images --frame_step=2 \
+      --crop_size=224 ...     # a derived config: images_crop_size224_frame_step2
 
 Datasets and configs (the layout each expects under ``--manual_dir`` is in its module
 docstring and ``MANUAL_DOWNLOAD_INSTRUCTIONS``):
@@ -41,6 +43,11 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory to write 
 _CONFIG = flags.DEFINE_string("config", None, "Builder config (default: the builder's first).")
 _RESTART = flags.DEFINE_bool("restart", False, "Rebuild even if a complete build exists.")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", None, "Force this many shards per split.")
+_FRAME_STEP = flags.DEFINE_integer(
+    "frame_step", None, "images configs: keep every k-th video frame (h36m default 5 = 10 fps, "
+    "mpi_inf_3dhp 10); builds a derived config named e.g. images_frame_step2.")
+_CROP_SIZE = flags.DEFINE_integer(
+    "crop_size", None, "images configs: side of the square person crops in pixels (default 256).")
 _ALLOW_PICKLE = flags.DEFINE_bool(
     "allow_pickle", False,
     "h36m videopose3d_* configs only: VideoPose3D's .npz files store pickled dicts, and "
@@ -49,8 +56,15 @@ _ALLOW_PICKLE = flags.DEFINE_bool(
 
 def run(dataset: str, manual_dir: str, data_dir: str, *, config: str | None = None,
         restart: bool = False, num_shards: int | None = None, allow_pickle: bool = False,
+        frame_step: int | None = None, crop_size: int | None = None,
         progress: bool = True) -> dict[str, int]:
     """Builds ``dataset`` and returns ``{split: number of examples}``."""
+    fields = {k: v for k, v in (("frame_step", frame_step), ("crop_size", crop_size))
+              if v is not None}
+    if fields:
+        if config is None:
+            raise ValueError("--frame_step/--crop_size need --config (an images config)")
+        config = tfds_build.derived_config(dataset, config, **fields)
     kwargs = {}
     if allow_pickle:
         if dataset != "h36m":
@@ -71,7 +85,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     counts = run(_DATASET.value, _MANUAL_DIR.value, _DATA_DIR.value, config=_CONFIG.value,
                  restart=_RESTART.value, num_shards=_NUM_SHARDS.value,
-                 allow_pickle=_ALLOW_PICKLE.value)
+                 allow_pickle=_ALLOW_PICKLE.value, frame_step=_FRAME_STEP.value,
+                 crop_size=_CROP_SIZE.value)
     for split, n in counts.items():
         print(f"{split}: {n} examples")
 

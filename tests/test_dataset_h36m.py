@@ -411,3 +411,20 @@ def test_mono_file_with_wrong_camera_convention_is_named(tmp_path):
     with pytest.raises(MalformedRawFileError,
                        match=r"Directions 2\.55011271\.cdf: field 'Pose'.*mm"):
         list(raw.load_subject(manual, "S5", cameras))
+
+
+def test_derived_images_config_rate_and_size(release, tmp_path):
+    root, truth = release
+    cfg = tfds_build.derived_config("h36m", "images", frame_step=10, crop_size=64)
+    assert cfg.name == "images_crop_size64_frame_step10"
+    tfds_build.build("h36m", manual_dir=root, data_dir=str(tmp_path), config=cfg, progress=False)
+    source = tfds_build.load("h36m", data_dir=str(tmp_path), split="S11", config=cfg)
+    examples = [source[i] for i in range(len(source))]
+    assert examples and all(e["image"].shape == (64, 64, 3) for e in examples)
+    assert {int(e["frame_index"]) for e in examples} <= set(range(0, 60, 10))
+    assert {int(e["frame_index"]) % 10 for e in examples} == {0}
+    assert os.path.isdir(os.path.join(str(tmp_path), "h36m", cfg.name))
+    with pytest.raises(ValueError, match="no fields"):
+        tfds_build.derived_config("h36m", "images", fps=3)
+    with pytest.raises(ValueError, match="no config"):
+        tfds_build.derived_config("h36m", "nope", frame_step=2)

@@ -1,8 +1,8 @@
 """Trajectory completion (Li et al. ICCV 2019, Eq. 1): ALM steps, oracle optima, limits.
 
 References, all independent of the JAX code: the stored oracle instances
-(``<repo>/../shared/oracles/trajcomp_cases.npz``: a NumPy ALM and cvxpy solves of each
-convex block, see that README), dense NumPy closed forms of each step written here, and
+(``tests/data/trajcomp_cases.npz``, a copy of the shared oracle set: a NumPy ALM and
+cvxpy solves of each convex block, see ``tests/data/README.md``), dense NumPy closed forms of each step written here, and
 linear interpolation / np.interp for the smoothness limit.
 """
 
@@ -19,7 +19,7 @@ from jpose.solvers import _trajcomp_steps as steps
 from jpose.solvers import trajectory_completion as tc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ORACLE = os.path.join(REPO, "..", "shared", "oracles", "trajcomp_cases.npz")
+ORACLE = os.path.join(REPO, "tests", "data", "trajcomp_cases.npz")
 X64 = jax.enable_x64  # context manager (jax >= 0.7); jax.experimental.enable_x64 is gone
 
 
@@ -33,8 +33,6 @@ def _single_threaded_lapack():
 
 @pytest.fixture(scope="module")
 def cases():
-    if not os.path.exists(ORACLE):
-        pytest.skip(f"oracle data not found at {ORACLE} (shared/ beside the clone)")
     with np.load(ORACLE) as data:
         return {k: data[k] for k in data.files}
 

@@ -30,6 +30,7 @@ is kept aside until the new one is complete and restored if the rebuild fails.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import importlib
 import logging
@@ -50,6 +51,7 @@ __all__ = [
     "load",
     "tensor_feature",
     "camera_feature",
+    "derived_config",
 ]
 
 #: Dataset name -> module defining its ``Builder`` class.
@@ -130,6 +132,29 @@ def builder_class(name: str) -> type[PoseDatasetBuilder]:
     return importlib.import_module(BUILDERS[name]).Builder
 
 
+def derived_config(name: str, base: str, **fields: Any) -> tfds.core.BuilderConfig:
+    """A variant of config ``base`` of dataset ``name`` with some fields changed.
+
+    E.g. ``derived_config("h36m", "images", frame_step=2, crop_size=224)`` (25 fps,
+    224-pixel crops), named ``images_crop_size224_frame_step2`` so that it is built into
+    its own directory. Pass the returned config as ``config=`` to :func:`build` and
+    :func:`load`.
+    """
+    cls = builder_class(name)
+    configs = {c.name: c for c in (cls.BUILDER_CONFIGS or ())}
+    if base not in configs:
+        raise ValueError(f"config: {name} has no config {base!r}; known: {sorted(configs)}")
+    cfg = configs[base]
+    known = {f.name for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"fields: {name}'s config {base!r} has no fields {unknown}")
+    if not fields:
+        return cfg
+    suffix = "_".join(f"{k}{v}" for k, v in sorted(fields.items()))
+    return dataclasses.replace(cfg, name=f"{base}_{suffix}", **fields)
+
+
 def _remove_incomplete(builder: tfds.core.DatasetBuilder) -> None:
     """Deletes ``incomplete.*`` directories a killed build of this version left behind."""
     version_dir = os.fspath(builder.data_path)
@@ -139,7 +164,8 @@ def _remove_incomplete(builder: tfds.core.DatasetBuilder) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def build(name: str, *, manual_dir: str, data_dir: str, config: str | None = None,
+def build(name: str, *, manual_dir: str, data_dir: str,
+          config: str | tfds.core.BuilderConfig | None = None,
           restart: bool = False, progress: bool = True, num_shards: int | None = None,
           **builder_kwargs: Any) -> PoseDatasetBuilder:
     """Builds dataset ``name`` from the raw files in ``manual_dir`` into ``data_dir``.
@@ -148,7 +174,8 @@ def build(name: str, *, manual_dir: str, data_dir: str, config: str | None = Non
       name: one of :data:`BUILDERS`.
       manual_dir: the directory holding the raw release (layout: the builder's docs).
       data_dir: where TFDS datasets live.
-      config: builder config name (``None``: the builder's default).
+      config: builder config name (``None``: the builder's default), or a config from
+        :func:`derived_config`.
       restart: rebuild even if a complete dataset of this version exists.
       progress: TFDS's progress bars (examples per split).
       num_shards: force this many array_record shards per split (default: TFDS's
@@ -191,7 +218,8 @@ def build(name: str, *, manual_dir: str, data_dir: str, config: str | None = Non
     return builder
 
 
-def load(name: str, *, data_dir: str, split: str, config: str | None = None):
+def load(name: str, *, data_dir: str, split: str,
+         config: str | tfds.core.BuilderConfig | None = None):
     """Random-access source (``len``, ``__getitem__``) over a built split, for grain.
 
     Raises ``FileNotFoundError`` naming the expected directory when it was not built.

@@ -309,9 +309,9 @@ def x_step(x_obs, rhs_r, b: Factored, alpha, c, edge, deg, fi: FreeIndex):
 
     # Gathered G_FrFr = diag(1 + alpha^2 + c deg) - c adj + Ls Grb Ls^T - Rs Ls^T - Ls Rs^T.
     ls = b.left[fi.idx]  # (g, K, Kb)
-    rs = (alpha[:, None] * b.right)[fi.idx]
     grb = b.right.T @ b.right
-    half = jnp.einsum("gkb,bc->gkc", ls, 0.5 * grb) - rs
+    # Formed for all F frames, then gathered: F Kb^2 flops instead of g K Kb^2.
+    half = (b.left @ (0.5 * grb) - alpha[:, None] * b.right)[fi.idx]
     prod = jnp.einsum("gkb,glb->gkl", half, ls)
     low = prod + jnp.swapaxes(prod, 1, 2)
     fa = fi.idx[:, :, None]
