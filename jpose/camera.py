@@ -52,6 +52,7 @@ finite.
 from __future__ import annotations
 
 import math
+import types
 from typing import NamedTuple
 
 import jax
@@ -76,6 +77,7 @@ __all__ = [
     "camera_to_world",
     # Intrinsics and projection.
     "CameraParams",
+    "CAMERA_FIELD_SHAPES",
     "camera_batch_shape",
     "intrinsics9",
     "from_intrinsics9",
@@ -522,7 +524,8 @@ class CameraParams(NamedTuple):
     image_size: Array
 
 
-_CAMERA_TRAILING = {
+#: Trailing shape of each :class:`CameraParams` field (leading axes are batch axes).
+CAMERA_FIELD_SHAPES = types.MappingProxyType({
     "rotation": (3, 3),
     "centre": (3,),
     "focal": (2,),
@@ -530,7 +533,8 @@ _CAMERA_TRAILING = {
     "radial": (3,),
     "tangential": (2,),
     "image_size": (2,),
-}
+})
+_CAMERA_TRAILING = CAMERA_FIELD_SHAPES
 
 
 def _checked_camera(cam: CameraParams) -> tuple[CameraParams, tuple[int, ...]]:

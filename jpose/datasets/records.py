@@ -77,15 +77,7 @@ EXTRA_KEYS = ("keypoints_2d_detected", "confidence", "outlier", "visible")
 FULL_LAYOUTS = {32: ("h36m_32", "h36m_17"), 28: ("mpi_inf_3dhp_28", "mpi_inf_3dhp_17")}
 
 _TEXT_KEYS = ("subject", "sequence", "action", "camera_id")
-_CAMERA_TRAILING = {
-    "rotation": (3, 3),
-    "centre": (3,),
-    "focal": (2,),
-    "principal": (2,),
-    "radial": (3,),
-    "tangential": (2,),
-    "image_size": (2,),
-}
+_CAMERA_TRAILING = camera_lib.CAMERA_FIELD_SHAPES
 
 
 def text(value: Any, name: str) -> str:

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jpose.camera import CAMERA_FIELD_SHAPES
 from jpose.datasets.raw_files import MissingRawFilesError
 
 __all__ = [
@@ -107,8 +108,6 @@ _CAMERA_DOCS = {
     "tangential": "tangential distortion (p1, p2), Human3.6M stored order",
     "image_size": "(width, height) of the original images, pixels",
 }
-_CAMERA_SHAPES = {"rotation": (3, 3), "centre": (3,), "focal": (2,), "principal": (2,),
-                  "radial": (3,), "tangential": (2,), "image_size": (2,)}
 
 
 def camera_feature(**docs: str) -> tfds.features.FeaturesDict:
@@ -121,7 +120,7 @@ def camera_feature(**docs: str) -> tfds.features.FeaturesDict:
         raise ValueError(f"docs: unknown camera fields {sorted(unknown)}")
     return tfds.features.FeaturesDict(
         {k: tensor_feature(shape, np.float32, docs.get(k, _CAMERA_DOCS[k]))
-         for k, shape in _CAMERA_SHAPES.items()},
+         for k, shape in CAMERA_FIELD_SHAPES.items()},
         doc="the camera of this example (jpose.camera.CameraParams fields)")
 
 

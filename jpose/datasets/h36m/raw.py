@@ -374,6 +374,28 @@ def _camera_dict(cam: camera_lib.CameraParams) -> dict[str, np.ndarray]:
     return {f: np.asarray(getattr(cam, f), np.float32) for f in camera_lib.CameraParams._fields}
 
 
+def _sequence_example(subject: str, sequence: str, c: int, cameras, world_full, cam_full,
+                      uv_full, **extra: Any) -> dict[str, Any]:
+    """The shared pose-sequence fields of one (subject, sequence, camera); 32 joints in."""
+    action, subaction = sequence_info(subject, sequence)
+    return {
+        "subject": subject,
+        "sequence": sequence,
+        "action": action,
+        "subaction": subaction,
+        "camera_index": c,
+        "camera_id": CAMERA_IDS[c],
+        "camera": _camera_dict(cameras[(subject, c)]),
+        "positions_world_full": world_full,
+        "positions_camera_full": cam_full,
+        "keypoints_2d_full": uv_full,
+        "positions_world": to_h36m_17(world_full),
+        "positions_camera": to_h36m_17(cam_full),
+        "keypoints_2d": to_h36m_17(uv_full),
+        **extra,
+    }
+
+
 # ------------------------------------------------------------------------------------
 # Raw release: one subject.
 
@@ -415,7 +437,6 @@ def load_subject(root: str | os.PathLike, subject: str,
     starts = np.cumsum([0] + lengths)
 
     for k, sequence in enumerate(sequences):
-        action, subaction = sequence_info(subject, sequence)
         world = worlds[k].astype(np.float32)
         for c, cam_id in enumerate(CAMERA_IDS):
             computed_cam = in_cam[c, starts[k]:starts[k + 1]]
@@ -447,25 +468,11 @@ def load_subject(root: str | os.PathLike, subject: str,
             else:
                 cam_xyz = computed_cam[:num]
             uv = d2[:num].astype(np.float32) if d2 is not None else projected[:num]
-            world_f = world[:num]
-            yield {
-                "subject": subject,
-                "sequence": sequence,
-                "action": action,
-                "subaction": subaction,
-                "camera_index": c,
-                "camera_id": cam_id,
-                "camera": _camera_dict(cameras[(subject, c)]),
-                "positions_world_full": world_f,
-                "positions_camera_full": cam_xyz,
-                "keypoints_2d_full": uv,
-                "positions_world": to_h36m_17(world_f),
-                "positions_camera": to_h36m_17(cam_xyz),
-                "keypoints_2d": to_h36m_17(uv),
-                "keypoints_source": "D2_Positions" if d2 is not None else "projected",
-                "positions_camera_source": "D3_Positions_mono" if mono is not None else "computed",
-                "frame_counts": counts,
-            }
+            yield _sequence_example(
+                subject, sequence, c, cameras, world[:num], cam_xyz, uv,
+                keypoints_source="D2_Positions" if d2 is not None else "projected",
+                positions_camera_source="D3_Positions_mono" if mono is not None else "computed",
+                frame_counts=counts)
 
 
 # ------------------------------------------------------------------------------------
@@ -595,33 +602,18 @@ def _iter_videopose3d_subject(subject, sequences, actions, subject_2d, cameras, 
     in_cam, pixels = _project_views(np.concatenate([w for _, w, _ in clips]), rig)
     starts = np.cumsum([0] + lengths)
     for k, (sequence, world, views) in enumerate(clips):
-        action, subaction = sequence_info(subject, sequence)
         for c, cam_id in enumerate(CAMERA_IDS):
             num = min(len(world), len(views[c]))
             if len(views[c]) < len(world):
                 _LOG.warning("%s %r camera %s: %d 2D frames < %d 3D frames; truncated.",
                              subject, sequence, cam_id, len(views[c]), len(world))
             detected = views[c][:num].astype(np.float32)
-            world_f = world[:num]
-            cam_xyz = in_cam[c, starts[k]:starts[k] + num]
-            uv = pixels[c, starts[k]:starts[k] + num]
-            yield {
-                "subject": subject,
-                "sequence": sequence,
-                "action": action,
-                "subaction": subaction,
-                "camera_index": c,
-                "camera_id": cam_id,
-                "camera": _camera_dict(cameras[(subject, c)]),
-                "positions_world_full": world_f,
-                "positions_camera_full": cam_xyz,
-                "keypoints_2d_full": uv,
-                "positions_world": to_h36m_17(world_f),
-                "positions_camera": to_h36m_17(cam_xyz),
-                "keypoints_2d": skeleton_lib.convert(detected, layout, "h36m_17"),
-                "keypoints_2d_source": detected,
-                "keypoints_layout": layout,
-                "keypoints_source": rel_2d,
-                "positions_camera_source": "computed",
-                "frame_counts": {rel_3d: len(world), rel_2d: len(views[c])},
-            }
+            yield _sequence_example(
+                subject, sequence, c, cameras, world[:num],
+                in_cam[c, starts[k]:starts[k] + num], pixels[c, starts[k]:starts[k] + num],
+                keypoints_2d=skeleton_lib.convert(detected, layout, "h36m_17"),
+                keypoints_2d_source=detected,
+                keypoints_layout=layout,
+                keypoints_source=rel_2d,
+                positions_camera_source="computed",
+                frame_counts={rel_3d: len(world), rel_2d: len(views[c])})
