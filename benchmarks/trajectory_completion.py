@@ -19,6 +19,7 @@ Sections:
   the full solve where that is run: low-confidence MPJPE of both and their RMS difference.
 * ``batch``: 64 videos x 243 frames, videos/s, on one CPU device and sharded over
   ``--devices`` CPU devices (``shard_map``: each device solves its share).
+* ``profile``: milliseconds per video of each ALM step at one iterate (16 x 243 frames).
 * ``demo``: DeepMimic sample clips (needs pybullet's data), h36m_17, corrupted; MPJPE of
   the raw predictions, of linear interpolation and of the completion.
 
@@ -261,6 +262,45 @@ def section_batch(args):
               f"{rel:+.1e} | {mp3:.1f} |", flush=True)
 
 
+def section_profile(args):
+    """Seconds per video of each ALM step at one iterate (after 30 iterations)."""
+    from jpose.solvers import _trajcomp_steps as st
+
+    n_vid, frames = args.profile_videos, args.batch_frames
+    print(f"\n## Profile: one iteration, {n_vid} videos x {frames} frames (vmapped)\n")
+    cfg = tc.CompletionConfig(c_rank=args.batch_c_rank)
+    data = [case(frames, seed) for seed in range(n_vid)]
+    s = np.stack([np.asarray(tc.poses_to_matrix(jnp.asarray(d.poses))) for d in data])
+    m = np.stack([np.swapaxes(d.confidence > 0.5, 0, 1) for d in data])
+    size = tc._bucket(int((~m).sum(-1).max()), frames)
+    prob = jax.jit(jax.vmap(lambda a, b: tc.make_problem(a, b, config=cfg, max_free=size)))(s, m)
+
+    def advance(p):
+        st0 = tc.init_state(p, config=cfg)
+        return jax.lax.fori_loop(0, 30, lambda i, x: tc.update(x, p, config=cfg)[0], st0)
+
+    state = jax.block_until_ready(jax.jit(jax.vmap(advance))(prob))
+    kc, n, lam_d, lam_c = tc._c_rank(cfg, frames), s.shape[1], cfg.lambda_d, cfg.lambda_c
+    steps = {
+        "X# (SVT of n x F)": lambda x, p: st.svt_rows(x.x + x.y4 / x.mu, 1 / x.mu, method="gram"),
+        "C (QR of F x K + eigh K x K)": lambda x, p: st.svt_lowrank(
+            x.b.left, x.b.right.at[:, kc:kc + n].add(x.y1.T / x.mu), lam_c / x.mu, rank=kc,
+            method="gram"),
+        "X (per-joint Cholesky)": lambda x, p: st.x_step(
+            p.s_obs, x.x, x.b, 1 - x.b.scale * p.valid, 2 * lam_d / x.mu, p.edge, p.degree,
+            p.free),
+        "B (Woodbury)": lambda x, p: st.b_step(x.x, x.x, x.e, x.y1, x.c, x.mu, p.valid),
+        "whole iteration": lambda x, p: tc.update(x, p, config=cfg)[0],
+    }
+    print(f"K = {kc + 2 * n}, free-frame bucket {size}\n")
+    print("| step | ms per video |")
+    print("|---|---|")
+    for name, fn in steps.items():
+        step = jax.jit(jax.vmap(fn))
+        secs, _ = best_of(lambda: step(state, prob), max(args.reps, 3))
+        print(f"| {name} | {1e3 * secs / n_vid:.2f} |", flush=True)
+
+
 def section_demo(args):
     print("\n## Sample data: DeepMimic clips (h36m_17, root-relative, metres), corrupted as in "
           "the oracle README section 3; mean over seeds 20-22\n")
@@ -295,7 +335,7 @@ def section_demo(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sections", nargs="+", default=["full", "windowed", "batch", "demo"])
+    p.add_argument("--sections", nargs="+", default=["full", "windowed", "batch", "profile", "demo"])
     p.add_argument("--frames", nargs="+", type=int, default=[100, 300, 1000, 3000])
     p.add_argument("--numpy-full-max", type=int, default=1000)
     p.add_argument("--numpy-probe-iterations", type=int, default=3)
@@ -305,6 +345,7 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--batch-frames", type=int, default=243)
     p.add_argument("--batch-c-rank", type=int, default=32)
+    p.add_argument("--profile-videos", type=int, default=16)
     p.add_argument("--batch-rho", nargs="*", type=float, default=[1.3, 1.5])
     p.add_argument("--devices", type=int, default=2)
     p.add_argument("--reps", type=int, default=2)
@@ -319,6 +360,8 @@ def main():
         section_windowed(args, full)
     if "batch" in args.sections:
         section_batch(args)
+    if "profile" in args.sections:
+        section_profile(args)
     if "demo" in args.sections:
         section_demo(args)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
