@@ -534,7 +534,6 @@ CAMERA_FIELD_SHAPES = types.MappingProxyType({
     "tangential": (2,),
     "image_size": (2,),
 })
-_CAMERA_TRAILING = CAMERA_FIELD_SHAPES
 
 
 def _checked_camera(cam: CameraParams) -> tuple[CameraParams, tuple[int, ...]]:
@@ -542,7 +541,7 @@ def _checked_camera(cam: CameraParams) -> tuple[CameraParams, tuple[int, ...]]:
         raise ValueError(f"cam must be a CameraParams, got {type(cam).__name__}")
     fields = {}
     shapes = {}
-    for name, trailing in _CAMERA_TRAILING.items():
+    for name, trailing in CAMERA_FIELD_SHAPES.items():
         x = _float_with_trailing(getattr(cam, name), f"cam.{name}", trailing)
         fields[name] = x
         shapes[f"cam.{name}"] = tuple(x.shape[: x.ndim - len(trailing)])
@@ -1186,7 +1185,7 @@ def augment_views(
             name: _broadcast_camera_field(
                 getattr(cams, name), f"cams.{name}", len(trailing), batch
             )
-            for name, trailing in _CAMERA_TRAILING.items()
+            for name, trailing in CAMERA_FIELD_SHAPES.items()
         }
     )
     total = _check_num_views(num_views)

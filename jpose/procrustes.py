@@ -56,7 +56,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Alignment", "similarity_transform", "apply_alignment", "align"]
+__all__ = ["Alignment", "similarity_transform", "apply_alignment", "align", "broadcast_weights"]
 
 
 class Alignment(NamedTuple):
@@ -110,7 +110,7 @@ def _check_points(source, target):
     return source.astype(dtype), target.astype(dtype)
 
 
-def _check_weights(weights, batch_joint_shape, dtype, name="weights"):
+def broadcast_weights(weights, batch_joint_shape, dtype, name="weights"):
     """Weights ``(..., J)`` broadcast explicitly to ``batch_joint_shape``; None -> ones."""
     if weights is None:
         return jnp.ones(batch_joint_shape, dtype)
@@ -206,7 +206,7 @@ def similarity_transform(
     source, target = _check_points(source, target)
     dtype = source.dtype
     dim = source.shape[-1]
-    w = _check_weights(weights, source.shape[:-1], dtype)
+    w = broadcast_weights(weights, source.shape[:-1], dtype)
 
     include = w > 0
     # Mask coordinates, not just weights: 0 * NaN would still be NaN.

@@ -69,6 +69,7 @@ VideoPose3D's convention.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import threading
 from typing import Any, Iterator, NamedTuple, Sequence
@@ -435,8 +436,9 @@ class _FrameExamples(grain.MapDataset):
             raise ValueError(f"indices: expected a 1-D integer array, got shape {idx.shape} dtype {idx.dtype}")
         return idx.astype(np.int64) % len(self)
 
+    @abc.abstractmethod
     def _inputs(self, indices: np.ndarray, seq: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Network inputs of examples ``indices`` (of sequences ``seq``), stacked."""
 
     def _targets(self, indices: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._poses[indices], self._trajectory[indices]

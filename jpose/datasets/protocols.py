@@ -87,6 +87,7 @@ import numpy as np
 
 from jpose.datasets import h36m_videopose3d as h36m
 from jpose.datasets import multiview as multiview_lib
+from jpose.datasets.pipelines import _check_int
 from jpose.datasets.records import text
 
 __all__ = [
@@ -388,12 +389,6 @@ def _check_fraction(fraction) -> float:
     if not 0.0 < value <= 1.0 or not math.isfinite(value):
         raise ValueError(f"fraction: expected a number in (0, 1], got {fraction!r}")
     return value
-
-
-def _check_int(value, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_stride(stride, name: str = "stride") -> int:

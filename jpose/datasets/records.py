@@ -77,7 +77,6 @@ EXTRA_KEYS = ("keypoints_2d_detected", "confidence", "outlier", "visible")
 FULL_LAYOUTS = {32: ("h36m_32", "h36m_17"), 28: ("mpi_inf_3dhp_28", "mpi_inf_3dhp_17")}
 
 _TEXT_KEYS = ("subject", "sequence", "action", "camera_id")
-_CAMERA_TRAILING = camera_lib.CAMERA_FIELD_SHAPES
 
 
 def text(value: Any, name: str) -> str:
@@ -107,12 +106,12 @@ def _camera(example: Mapping, where: str) -> camera_lib.CameraParams:
     cam = example.get("camera")
     if not isinstance(cam, Mapping):
         raise ValueError(
-            f"{where}['camera']: expected a dict with fields {list(_CAMERA_TRAILING)}, "
+            f"{where}['camera']: expected a dict with fields {list(camera_lib.CAMERA_FIELD_SHAPES)}, "
             f"got {type(cam).__name__}"
         )
     fields = {
         name: _array(cam, name, f"{where}['camera']", np.float32, trailing)
-        for name, trailing in _CAMERA_TRAILING.items()
+        for name, trailing in camera_lib.CAMERA_FIELD_SHAPES.items()
     }
     return camera_lib.CameraParams(**fields)
 
@@ -271,7 +270,7 @@ def example_from_record(record: multiview_lib.SequenceRecord, *, camera_id: str 
         "valid": np.ones(f, bool),
         "activity": np.zeros(f, np.int32),
         "camera": {
-            name: np.asarray(getattr(record.camera, name), np.float32) for name in _CAMERA_TRAILING
+            name: np.asarray(getattr(record.camera, name), np.float32) for name in camera_lib.CAMERA_FIELD_SHAPES
         },
         "keypoints_2d_detected": np.asarray(record.keypoints, np.float32),
         "confidence": np.asarray(record.confidence, np.float32),

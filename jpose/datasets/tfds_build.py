@@ -30,6 +30,7 @@ is kept aside until the new one is complete and restored if the rebuild fails.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import glob
 import importlib
@@ -53,6 +54,7 @@ __all__ = [
     "tensor_feature",
     "camera_feature",
     "derived_config",
+    "video_pose_features",
 ]
 
 #: Dataset name -> module defining its ``Builder`` class.
@@ -81,8 +83,9 @@ class PoseDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     def __init__(self, *, file_format: str = "array_record", **kwargs: Any):
         super().__init__(file_format=file_format, **kwargs)
 
+    @abc.abstractmethod
     def _features(self) -> tfds.features.FeaturesDict:
-        raise NotImplementedError
+        """The dataset's features, each documented (units, frame, joint layout)."""
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
@@ -122,6 +125,24 @@ def camera_feature(**docs: str) -> tfds.features.FeaturesDict:
         {k: tensor_feature(shape, np.float32, docs.get(k, _CAMERA_DOCS[k]))
          for k, shape in CAMERA_FIELD_SHAPES.items()},
         doc="the camera of this example (jpose.camera.CameraParams fields)")
+
+
+def video_pose_features(*, num_joints: int, layout: str, encoding: str,
+                        image_size_doc: str = "(width, height) of the frames in pixels"
+                        ) -> dict[str, tfds.features.FeatureConnector]:
+    """``frames``, ``keypoints_2d`` and ``image_size`` of a 2D video-pose clip (Sub-JHMDB,
+    Penn Action): the release's image files stored byte for byte, joints in 0-based pixels
+    converted from MATLAB's 1-based ones."""
+    return {
+        "frames": tfds.features.Sequence(
+            tfds.features.Image(encoding_format=encoding),
+            doc=f"(T, H, W, 3) uint8 RGB frames; stored as the release's {encoding.upper()} bytes."),
+        "keypoints_2d": tensor_feature(
+            (None, num_joints, 2), np.float32,
+            f"(T, {num_joints}, 2) image pixels (x right, y down, top-left pixel centre (0, 0); "
+            f"raw MATLAB values minus 1), joint layout {layout}."),
+        "image_size": tensor_feature((2,), np.int32, image_size_doc + "."),
+    }
 
 
 def builder_class(name: str) -> type[PoseDatasetBuilder]:

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Status", "LoopOutput", "iterate", "status_name", "all_finite", "check_finite"]
+__all__ = ["Status", "LoopOutput", "iterate", "status_name", "all_finite", "check_finite",
+           "is_concrete", "float_dtype"]
 
 
 class Status(enum.IntEnum):
@@ -53,12 +54,29 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
+def is_concrete(x) -> bool:
+    """True when ``x`` has values here (not a tracer under ``jit``/``vmap``)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def float_dtype(*arrays):
+    """The widest floating dtype among ``arrays`` (the default float if none is floating).
+
+    By hand because strict dtype promotion refuses float32 + float64.
+    """
+    floats = [jnp.asarray(a).dtype for a in arrays
+              if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)]
+    if not floats:
+        return jnp.asarray(0.0).dtype
+    return max(floats, key=lambda d: jnp.dtype(d).itemsize)
+
+
 def check_finite(name: str, value) -> None:
     """Raises ``ValueError`` naming ``name`` if a concrete input holds NaN or inf.
 
     Traced inputs cannot be checked here; solvers then report ``NON_FINITE``.
     """
-    if isinstance(value, jax.core.Tracer):
+    if not is_concrete(value):
         return
     array = np.asarray(value)
     if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():

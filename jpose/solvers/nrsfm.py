@@ -310,10 +310,6 @@ class ReconstructionResult(NamedTuple):
 # ---------------------------------------------------------------------------------------
 
 
-def _float_dtype(x):
-    return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.asarray(0.0).dtype
-
-
 def _check_poses_2d(poses_2d, *, batched: bool):
     poses_2d = jnp.asarray(poses_2d)
     if batched and (poses_2d.ndim != 3 or poses_2d.shape[-1] != 2):
@@ -323,7 +319,7 @@ def _check_poses_2d(poses_2d, *, batched: bool):
     if poses_2d.shape[-2] < 3:
         raise ValueError(f"`poses_2d` needs at least 3 joints; got {poses_2d.shape}.")
     _loop.check_finite("poses_2d", poses_2d)
-    return poses_2d.astype(_float_dtype(poses_2d))
+    return poses_2d.astype(_loop.float_dtype(poses_2d))
 
 
 def _check_dictionaries(dictionaries, joints: int, dtype):

@@ -93,7 +93,7 @@ def orthogonal_procrustes(a, b, *, weights=None, allow_reflection: bool = False)
       vectors), ``det = +1`` unless reflections are allowed.
     """
     a, b = _procrustes._check_points(a, b)
-    w = _procrustes._check_weights(weights, a.shape[:-1], a.dtype)
+    w = _procrustes.broadcast_weights(weights, a.shape[:-1], a.dtype)
     include = w > 0
     # Mask the coordinates, not only the weights: 0 * NaN is NaN.
     a = jnp.where(include[..., None], a, 0)

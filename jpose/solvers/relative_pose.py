@@ -98,6 +98,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jpose.camera import CameraParams, axis_angle_to_matrix
+from jpose.procrustes import broadcast_weights
 from jpose.solvers import _loop
 
 __all__ = [
@@ -229,18 +230,6 @@ def _skew(v):
                       jnp.stack([-y, x, zero], axis=-1)], axis=-2)
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _float_dtype(*arrays):
-    # Widest floating dtype, by hand: strict promotion refuses float32 + float64.
-    floats = [a.dtype for a in arrays if jnp.issubdtype(a.dtype, jnp.floating)]
-    if not floats:
-        return jnp.asarray(0.0).dtype
-    return max(floats, key=lambda d: jnp.dtype(d).itemsize)
-
-
 def intrinsic_matrix(focal, principal, *, skew=0.0) -> jax.Array:
     """``K (..., 3, 3) = [[fx, skew, cx], [0, fy, cy], [0, 0, 1]]`` from pixels.
 
@@ -253,7 +242,7 @@ def intrinsic_matrix(focal, principal, *, skew=0.0) -> jax.Array:
         raise ValueError(
             f"`focal` and `principal` must both have shape (..., 2); got {focal.shape} and "
             f"{principal.shape}.")
-    dtype = _float_dtype(focal, principal)
+    dtype = _loop.float_dtype(focal, principal)
     focal, principal = focal.astype(dtype), principal.astype(dtype)
     zero = jnp.zeros(focal.shape[:-1], dtype)
     skew = jnp.broadcast_to(jnp.asarray(skew, dtype), zero.shape)
@@ -271,7 +260,7 @@ def _check_intrinsics(k, name: str, dtype) -> jax.Array:
         raise ValueError(
             f"`{name}` must be a (3, 3) intrinsic matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] "
             f"in pixels; got shape {k.shape} (vmap over camera pairs for batches).")
-    if _is_concrete(k):
+    if _loop.is_concrete(k):
         kn = np.asarray(k, dtype=np.float64)
         if not np.isfinite(kn).all():
             raise ValueError(f"`{name}` contains NaN or infinite values.")
@@ -321,21 +310,11 @@ def correspondences(x1, x2, k1, k2, *, weights=None) -> Correspondences:
     """
     x1, x2 = _check_pixels(x1, x2)
     lead = x1.shape[:-1]
-    dtype = _float_dtype(x1, x2)
+    dtype = _loop.float_dtype(x1, x2)
     k1 = _check_intrinsics(k1, "k1", dtype)
     k2 = _check_intrinsics(k2, "k2", dtype)
-    if weights is None:
-        w = jnp.ones(lead, dtype)
-    else:
-        w = jnp.asarray(weights)
-        try:
-            w = jnp.broadcast_to(w, lead)
-        except ValueError:
-            raise ValueError(
-                f"`weights` must have shape {lead} (x1.shape[:-1]) or broadcast to it; got "
-                f"{w.shape}.") from None
-        w = w.astype(dtype)
-    if _is_concrete(w):
+    w = broadcast_weights(weights, lead, dtype)
+    if _loop.is_concrete(w):
         wn = np.asarray(w)
         if not np.isfinite(wn).all():
             raise ValueError("`weights` contains NaN or infinite values.")
@@ -345,7 +324,7 @@ def correspondences(x1, x2, k1, k2, *, weights=None) -> Correspondences:
                 f"`weights` includes {int(included.sum())} correspondences (weight > 0); the "
                 f"eight-point algorithm needs at least {MIN_CORRESPONDENCES}.")
         for name, x in (("x1", x1), ("x2", x2)):
-            if _is_concrete(x):
+            if _loop.is_concrete(x):
                 bad = ~np.isfinite(np.asarray(x)[included]).all(axis=-1)
                 if bad.any():
                     raise ValueError(
@@ -802,7 +781,7 @@ def relative_pose(
     baseline = jnp.asarray(baseline)
     if baseline.shape != ():
         raise ValueError(f"`baseline` must be a scalar (metres); got shape {baseline.shape}.")
-    if _is_concrete(baseline) and not (np.isfinite(baseline) and float(baseline) > 0):
+    if _loop.is_concrete(baseline) and not (np.isfinite(baseline) and float(baseline) > 0):
         raise ValueError(f"`baseline` must be a positive distance in metres; got {baseline}.")
     c = correspondences(x1, x2, k1, k2, weights=weights)
     dtype = c.x1.dtype

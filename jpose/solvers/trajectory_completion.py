@@ -294,15 +294,6 @@ def _method(config: CompletionConfig, dtype) -> str:
     return "gram" if jnp.dtype(dtype) == jnp.float64 else "qr"
 
 
-def _float_dtype(x):
-    dtype = jnp.asarray(x).dtype
-    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.asarray(0.0).dtype
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def poses_to_matrix(poses):
     """``(..., F, P, 3)`` -> ``(..., 3P, F)``: rows x, y, z of joint 0, then joint 1, ..."""
     *lead, f, p, d = poses.shape
@@ -321,7 +312,7 @@ def _bucket(k: int, f: int) -> int:
 
 def _max_free_of(mask, frame_mask, groups: int) -> int | None:
     """The exact free-frame maximum of a concrete mask (None if traced)."""
-    if not (_is_concrete(mask) and (frame_mask is None or _is_concrete(frame_mask))):
+    if not (_loop.is_concrete(mask) and (frame_mask is None or _loop.is_concrete(frame_mask))):
         return None
     m = np.asarray(mask, bool)
     m = m.reshape(m.shape[:-2] + (groups, -1, m.shape[-1])).all(axis=-2) if m.shape[-2] != groups else m
@@ -551,7 +542,7 @@ def _check_inputs(s, mask, frame_mask):
     if s.ndim != 2 or s.shape[1] < 1 or s.shape[0] < 1:
         raise ValueError(f"s: expected a (3P, F) matrix with F >= 1, got shape {s.shape}")
     if not jnp.issubdtype(s.dtype, jnp.floating):
-        s = s.astype(_float_dtype(0.0))
+        s = s.astype(_loop.float_dtype(0.0))
     _loop.check_finite("s", s)
     mask = jnp.asarray(mask)
     if mask.dtype != bool:
@@ -783,7 +774,7 @@ def complete_trajectories(poses, confidence, *, config: CompletionConfig = Compl
     """
     poses = jnp.asarray(poses)
     if not jnp.issubdtype(poses.dtype, jnp.floating):
-        poses = poses.astype(_float_dtype(0.0))
+        poses = poses.astype(_loop.float_dtype(0.0))
     if poses.ndim < 3 or poses.shape[-1] != 3 or poses.shape[-3] < 1:
         raise ValueError(f"poses: expected shape (..., F, P, 3), got {poses.shape}")
     confidence = jnp.asarray(confidence)
@@ -836,7 +827,7 @@ def complete_trajectories(poses, confidence, *, config: CompletionConfig = Compl
         x, status, iterations, obj, state = out.x, out.status, out.iterations, out.objective, out.state
         overflow = jnp.any(state.c_overflow)
         state = jax.tree.map(lambda a: a.reshape(tuple(lead) + a.shape[1:]), state)
-    if _is_concrete(overflow) and bool(overflow):
+    if _loop.is_concrete(overflow) and bool(overflow):
         warnings.warn("trajectory completion: a C-step had more singular values above the "
                       "threshold than config.c_rank; the result is approximate. Raise c_rank.",
                       RuntimeWarning, stacklevel=2)

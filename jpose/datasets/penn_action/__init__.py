@@ -67,13 +67,9 @@ manual_dir is the Penn_Action/ folder:
     def _features(self) -> tfds.features.FeaturesDict:
         j = raw.NUM_JOINTS
         return tfds.features.FeaturesDict({
-            "frames": tfds.features.Sequence(
-                tfds.features.Image(encoding_format="jpeg"),
-                doc="(T, H, W, 3) uint8 RGB frames; stored as the release's JPEG bytes."),
-            "keypoints_2d": tfds_build.tensor_feature(
-                (None, j, 2), np.float32,
-                "(T, 13, 2) image pixels (x right, y down, top-left pixel centre (0, 0); "
-                "raw MATLAB values minus 1), joint layout penn_action_13."),
+            **tfds_build.video_pose_features(
+                num_joints=j, layout="penn_action_13", encoding="jpeg",
+                image_size_doc="(width, height) of the frames in pixels (from 'dimensions')"),
             "visible": tfds_build.tensor_feature(
                 (None, j), np.bool_, "(T, 13) the release's visibility flag, penn_action_13."),
             "box": tfds_build.tensor_feature(
@@ -85,8 +81,6 @@ manual_dir is the Penn_Action/ folder:
             "action": tfds.features.Text(doc="action class, e.g. 'tennis_serve'."),
             "view": tfds.features.Text(doc="coarse camera view, the raw 'pose' field, e.g. 'back'."),
             "sequence": tfds.features.Text(doc="4-digit sequence number, e.g. '0001'."),
-            "image_size": tfds_build.tensor_feature(
-                (2,), np.int32, "(width, height) of the frames in pixels (from 'dimensions')."),
         })
 
     def _split_generators(self, dl_manager):
@@ -101,6 +95,4 @@ manual_dir is the Penn_Action/ folder:
     def _generate_examples(self, root, seqs):
         for seq in seqs:
             s = raw.read_sequence(root, seq)
-            yield seq, {name: s[name] for name in (
-                "frames", "keypoints_2d", "visible", "box", "box_valid", "action", "view",
-                "sequence", "image_size")}
+            yield seq, {name: s[name] for name in self.info.features}

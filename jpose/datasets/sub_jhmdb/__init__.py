@@ -73,13 +73,7 @@ Classes are those with sub_splits files; each split file lists '<video>.avi 1|2'
     def _features(self) -> tfds.features.FeaturesDict:
         j = raw.NUM_JOINTS
         return tfds.features.FeaturesDict({
-            "frames": tfds.features.Sequence(
-                tfds.features.Image(encoding_format="png"),
-                doc="(T, H, W, 3) uint8 RGB frames; stored as the release's PNG bytes."),
-            "keypoints_2d": tfds_build.tensor_feature(
-                (None, j, 2), np.float32,
-                "(T, 15, 2) image pixels (x right, y down, top-left pixel centre (0, 0); "
-                "raw MATLAB values minus 1), joint layout jhmdb_15."),
+            **tfds_build.video_pose_features(num_joints=j, layout="jhmdb_15", encoding="png"),
             "visible": tfds_build.tensor_feature(
                 (None, j), np.bool_,
                 "(T, 15) joint lies on the image area [-0.5, W-0.5] x [-0.5, H-0.5] "
@@ -95,8 +89,6 @@ Classes are those with sub_splits files; each split file lists '<video>.avi 1|2'
             "viewpoint": tfds.features.Text(doc="camera viewpoint, compass code (E, ENE, ... WSW)."),
             "action": tfds.features.Text(doc="action class, e.g. 'catch'."),
             "video": tfds.features.Text(doc="video name (the split files' name without .avi)."),
-            "image_size": tfds_build.tensor_feature(
-                (2,), np.int32, "(width, height) of the frames in pixels."),
         })
 
     def _split_generators(self, dl_manager):
@@ -111,6 +103,4 @@ Classes are those with sub_splits files; each split file lists '<video>.avi 1|2'
     def _generate_examples(self, root, keys):
         for key in keys:
             clip = raw.read_clip(root, key)
-            yield key, {name: clip[name] for name in (
-                "frames", "keypoints_2d", "visible", "box", "box_source", "scale",
-                "viewpoint", "action", "video", "image_size")}
+            yield key, {name: clip[name] for name in self.info.features}
