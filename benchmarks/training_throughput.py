@@ -82,11 +82,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jpose.nets import temporal
-from jpose.training import data as data_lib
+import ml_collections
+
+from jpose.nets import network, temporal
+from jpose.objectives import supervised as objectives
+from jpose.recipes import supervised
 from jpose.training import optim, parallel
 from jpose.training import step as step_lib
-from jpose.training.models import make_lifter
+from jpose.training import streams as streams_lib
 
 PYTORCH_CLIPS_PER_S = {27: 490.0, 81: 210.0, 243: 80.0}
 NUM_JOINTS = 17
@@ -105,7 +108,7 @@ def strided_flops_per_clip(cfg: temporal.TemporalConfig) -> int:
 
 
 def random_batch(rf: int, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """A host batch with the keys and dtypes the loader produces (``data.BATCH_KEYS``)."""
+    """A host batch with the keys and dtypes a stream produces (``streams.DEVICE_KEYS``)."""
     rng = np.random.default_rng(seed)
     return {
         "inputs": rng.uniform(-1, 1, (batch, rf, NUM_JOINTS, 2)).astype(np.float32),
@@ -150,27 +153,33 @@ def time_call(compiled, args, reps: int) -> Timing:
 
 
 def make_parts(rf: int, *, steps_per_epoch: int = 1000, overrides=None):
-    """``(model, tx, train_step)``: loop.py's recipe for variant ``videopose_{rf}f``."""
-    model = make_lifter({"kind": "temporal", "variant": f"videopose_{rf}f",
-                         "overrides": dict(overrides or {})})
+    """``(model, tx, train_step)``: the loop's supervised recipe for ``videopose_{rf}f``.
+
+    The step takes ``{"labelled": batch}``, as the loop's streams give it."""
+    hp = ml_collections.ConfigDict({
+        "model": {"kind": "temporal", "variant": f"videopose_{rf}f",
+                  "overrides": dict(overrides or {})},
+        "recipe": {"name": "supervised", "stream": "labelled", "trajectory": False}})
+    nets = supervised.networks(hp, {"num_joints_in": NUM_JOINTS, "num_joints_out": NUM_JOINTS,
+                                    "in_features": 2})
     tx, lr = optim.make_optimizer(
         {"name": "amsgrad_epoch_decay", "learning_rate": 1e-3, "lr_decay": 0.95},
         steps_per_epoch)
     bn = optim.bn_momentum_schedule(0.1, 0.001, 80, steps_per_epoch)
-    train_step = step_lib.make_train_step(model, tx, step_lib.supervised_loss,
+    train_step = step_lib.make_train_step(supervised.RECIPE, nets, hp, tx,
                                           learning_rate=lr, bn_momentum=bn)
-    return model, tx, train_step
+    init_fn = functools.partial(step_lib.init_state, supervised.RECIPE, nets, hp, tx)
+    return nets["pose"], tx, train_step, init_fn
 
 
 def build_step(rf: int, batch_size: int, mesh, *, overrides=None):
     """``(model, compiled_step, state, compile_s)``: the jitted, donated, sharded step."""
-    model, tx, train_step = make_parts(rf, overrides=overrides)
-    init_fn = functools.partial(step_lib.init_state, model, tx)
+    model, tx, train_step, init_fn = make_parts(rf, overrides=overrides)
     rng = jax.random.key(0)
     abstract = jax.eval_shape(init_fn, rng)
     state = jax.jit(init_fn, out_shardings=step_lib.state_shardings(abstract, mesh))(rng)
     jitted = step_lib.jit_train_step(train_step, abstract, mesh)
-    example = parallel.global_batch(random_batch(rf, batch_size), mesh)
+    example = parallel.global_batch({"labelled": random_batch(rf, batch_size)}, mesh)
     t0 = time.perf_counter()
     compiled = jitted.lower(state, example, rng).compile()
     return model, compiled, state, time.perf_counter() - t0
@@ -195,7 +204,7 @@ def bench_field(rf, args, mesh, *, overrides=None):
     """``(config, compile_s, {mode: Timing}, final loss)`` for one receptive field."""
     model, compiled, state, compile_s = build_step(rf, args.batch, mesh, overrides=overrides)
     rng = jax.random.key(1)
-    batch = parallel.global_batch(random_batch(rf, args.batch), mesh)
+    batch = parallel.global_batch({"labelled": random_batch(rf, args.batch)}, mesh)
     box = {"state": state}  # the step donates its state: always carry the newest one
 
     def run_memory(n):
@@ -219,7 +228,8 @@ def bench_field(rf, args, mesh, *, overrides=None):
             for _ in range(n):
                 local = tb.batch(counter["k"])
                 counter["k"] += 1
-                gb = parallel.global_batch({k: local[k] for k in data_lib.BATCH_KEYS}, mesh)
+                gb = parallel.global_batch(
+                    {"labelled": {k: local[k] for k in streams_lib.DEVICE_KEYS if k in local}}, mesh)
                 s, metrics = compiled(s, gb, rng)
             jax.block_until_ready((s, metrics))
             box["state"] = s
@@ -230,7 +240,8 @@ def bench_field(rf, args, mesh, *, overrides=None):
         def run_host(n):  # the host side alone, no device work in flight
             for i in range(n):
                 local = tb.batch(counter["k"] + i)
-                gb = parallel.global_batch({k: local[k] for k in data_lib.BATCH_KEYS}, mesh)
+                gb = parallel.global_batch(
+                    {"labelled": {k: local[k] for k in streams_lib.DEVICE_KEYS if k in local}}, mesh)
             jax.block_until_ready(gb)
 
         timings["pipeline host only"] = time_loop(run_host, args.steps, args.reps)
@@ -276,16 +287,17 @@ def breakdown(rf: int, args, mesh) -> list[tuple[str, Timing]]:
     _, _, t, _ = bench_field(rf, args, mesh, overrides={"dropout": 0.0})
     rows.append(("train step, dropout 0", t["memory"]))
 
-    model, tx, _ = make_parts(rf)
+    model, tx, _, _ = make_parts(rf)
     variables = model.init(jax.random.key(0))
     params, stats = variables["params"], variables["batch_stats"]
     batch = parallel.global_batch(random_batch(rf, args.batch), mesh)
     rng = jax.random.key(1)
 
     def loss_fn(params, stats, batch, rng):
-        preds, _ = model.apply_train({"params": params, "batch_stats": stats},
-                                     batch["inputs"], rng=rng, bn_momentum=0.1)
-        total, count, _ = step_lib.supervised_loss(preds, batch)
+        out, _ = model.apply({"params": params, "batch_stats": stats}, batch["inputs"],
+                             train=True, rng=rng, bn_momentum=0.1)
+        per_joint = objectives.mpjpe_loss(out["pose"], batch["poses_3d"])
+        total, count = supervised.masked_mean(per_joint, batch["weight"])
         return total / count
 
     args_fb = (params, stats, batch, rng)

@@ -48,7 +48,7 @@ import numpy as np
 
 import jpose
 from jpose import exported_model, skeleton
-from jpose.nets import mlp, temporal
+from jpose.nets import network
 
 __all__ = [
     "FORMAT_VERSION",
@@ -117,23 +117,22 @@ def flatten_variables(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def _model_kind(config) -> str:
-    if isinstance(config, temporal.TemporalConfig):
-        return "temporal"
-    if isinstance(config, mlp.MLPConfig):
-        return "mlp"
-    raise ValueError(
-        f"config: expected a jpose.nets.temporal.TemporalConfig or jpose.nets.mlp.MLPConfig, "
-        f"got {type(config).__name__}"
-    )
+    try:
+        return network.kind_of(config)
+    except ValueError:
+        raise ValueError(
+            f"config: expected a jpose.nets.temporal.TemporalConfig or jpose.nets.mlp.MLPConfig, "
+            f"got {type(config).__name__}"
+        ) from None
 
 
 def _check_variables(flat: dict[str, np.ndarray], kind: str, config) -> None:
     """Same paths, shapes and dtypes as a fresh ``init`` of ``config`` (shapes only)."""
-    init = temporal.init if kind == "temporal" else mlp.init
+    net = network.Network(kind, config)
     expected = flatten_variables(
         jax.tree.map(
             lambda s: np.zeros(s.shape, s.dtype),
-            jax.eval_shape(lambda: init(jax.random.key(0), config)),
+            jax.eval_shape(lambda: net.init(jax.random.key(0))),
         )
     )
     if set(flat) != set(expected):
@@ -154,18 +153,13 @@ def _check_variables(flat: dict[str, np.ndarray], kind: str, config) -> None:
 
 def _inference_fn(kind: str, config):
     """``f(variables, keypoints) -> {'poses', ...}`` in eval mode (no dropout rng needed)."""
-    if kind == "temporal":
+    net = network.Network(kind, config)
 
-        def lifter_inference(variables, keypoints):
-            poses, _ = temporal.apply(variables, keypoints, config=config, train=False)
-            return {"poses": poses}
-
-    else:
-
-        def lifter_inference(variables, keypoints):
-            outputs, _ = mlp.apply(variables, keypoints, config=config, train=False)
-            named = {"poses": outputs.pose, "root": outputs.root, "scale": outputs.scale}
-            return {k: v for k, v in named.items() if v is not None}
+    def lifter_inference(variables, keypoints):
+        if kind == "temporal":  # the sequence form (edge-padded), not the training form
+            return {"poses": net.predict(variables, keypoints)}
+        outputs, _ = net.apply(variables, keypoints, train=False)
+        return {"poses" if k == "pose" else k: v for k, v in outputs.items()}
 
     return lifter_inference
 
@@ -370,6 +364,10 @@ def _write_atomically(directory: str, write, *, overwrite: bool) -> None:
     os.makedirs(parent, exist_ok=True)
     name = os.path.basename(directory)
     tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    # mkdtemp makes the directory private (0700); an export is shared like any directory.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
     old = None
     try:
         write(tmp)

@@ -57,6 +57,7 @@ __all__ = [
     "Skeleton",
     "LAYOUTS",
     "LENGTH_INVARIANT_BONES",
+    "BONE_CORRESPONDENCES",
     "SYNTHESIS_RULES",
     "get",
     "conversion_matrix",
@@ -77,7 +78,9 @@ class Skeleton:
       parents: index of each joint's parent, ``-1`` for the root. Parents need not come
         before their children in the order.
       bone_subsets: named groups of bones, each bone a ``(parent_name, child_name)``
-        pair; only bones whose two joints exist in this layout are kept.
+        pair; only bones whose two joints exist in this layout are kept (the built-in
+        layouts first map a missing canonical bone to its :data:`BONE_CORRESPONDENCES`
+        stand-in).
     """
 
     name: str
@@ -226,8 +229,10 @@ class Skeleton:
 # ---------------------------------------------------------------------------------------
 # Named bone subsets (by canonical joint names; kept only where both joints exist).
 
-#: The 11 bones whose lengths Li et al. (ICCV 2019) keep constant within a video: upper
-#: and lower arms and legs, pelvis to each hip, and neck/chin to head top.
+#: The 11 bones whose lengths Li et al. (ICCV 2019, Eq. 5) keep constant within a video:
+#: upper and lower arms and legs, pelvis to each hip, and chin to head top (canonical
+#: ``head``, the head centre at nose level, to ``head_top``; see BONE_CORRESPONDENCES for
+#: layouts without a ``head`` joint).
 LENGTH_INVARIANT_BONES: tuple[tuple[str, str], ...] = (
     ("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow"),
     ("left_elbow", "left_wrist"), ("right_elbow", "right_wrist"),
@@ -239,13 +244,31 @@ LENGTH_INVARIANT_BONES: tuple[tuple[str, str], ...] = (
 
 _LIMB_BONES = LENGTH_INVARIANT_BONES[:8]
 
+#: Stand-ins, by joint correspondence, for a canonical bone in a layout that lacks one of
+#: its joints: the first pair whose two joints the layout has is used. MPII has no
+#: ``head`` (nose-level) point; its ``upper_neck`` (top of the neck, under the chin) is
+#: the chin end of Li et al.'s chin -> head-top bone, so mpii_16 keeps all 11 bones.
+BONE_CORRESPONDENCES: Mapping[tuple[str, str], tuple[tuple[str, str], ...]] = (
+    types.MappingProxyType({
+        ("head", "head_top"): (("upper_neck", "head_top"),),
+    }))
+
+
+def _resolve_bone(bone: tuple[str, str], names: set[str]) -> tuple[str, str] | None:
+    """``bone`` if both its joints are in ``names``, else its first stand-in that is."""
+    for a, b in (bone,) + BONE_CORRESPONDENCES.get(bone, ()):
+        if a in names and b in names:
+            return (a, b)
+    return None
+
 
 def _subsets(joint_names: Sequence[str]):
     names = set(joint_names)
     out = []
     for subset, bones in (("length_invariant", LENGTH_INVARIANT_BONES),
                           ("limbs", _LIMB_BONES)):
-        out.append((subset, tuple((a, b) for a, b in bones if a in names and b in names)))
+        resolved = (_resolve_bone(bone, names) for bone in bones)
+        out.append((subset, tuple(bone for bone in resolved if bone is not None)))
     return tuple(out)
 
 

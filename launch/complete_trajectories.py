@@ -20,6 +20,13 @@ Output (``.npz``, written atomically: temp file, then rename)
 status 0 converged, 1 max iterations, 2 non-finite), ``objective`` (metre problem),
 ``units``.
 
+Refusals (one-line ``complete_trajectories.py: error: ...``, exit status 1, nothing
+written, an existing ``--output`` left untouched): an unreadable or malformed input, poses
+whose scale is implausible for ``--units`` (the median distance of the confident joints
+from their per-frame centroid must be 0.01-10 m; mm data given as metres is ~1000x too
+large, and the error suggests the ``--units`` that fits), and any video whose result is
+non-finite (status 2).
+
 The lambdas are for metres whatever ``--units`` is (mm data are solved in metres and
 converted back). The defaults (``2, 0.5, 0.05``) are the oracle's and work on the
 DeepMimic sample motions: on corrupted clips they bring the low-confidence joints from
@@ -47,8 +54,15 @@ import numpy as np
 # Runs as a script from a clone: make the repository importable without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jpose.io import save_npz_atomic  # noqa: E402
+from jpose.io import load_npz, save_npz_atomic  # noqa: E402
 from jpose.solvers import trajectory_completion as tc  # noqa: E402
+from jpose.solvers._loop import Status  # noqa: E402
+
+# Plausible median distance of a human's joints from their centroid, in metres (adults
+# ~0.2-0.5 m, children and partial skeletons less). Outside [0.01, 10] m the --units flag
+# is almost surely wrong: metres read as mm are 1000x too small, mm read as m 1000x too
+# large, and the solver, whose lambdas are for metres, then fails (NaN at mm scale).
+PLAUSIBLE_SPREAD_M = (0.01, 10.0)
 
 
 def read_input(path: str) -> dict[str, np.ndarray]:
@@ -56,14 +70,9 @@ def read_input(path: str) -> dict[str, np.ndarray]:
 
     Returns arrays with a leading video axis: poses (N, F, P, 3) float, confidence
     (N, F, P) float, frame_mask (N, F) bool, and ``single`` (whether N was added).
+    Raises FileNotFoundError or a one-line ValueError naming the file and the field.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"input: {path!r} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (ValueError, OSError) as e:  # not an npz, or object arrays (need pickle)
-        raise ValueError(f"{path}: cannot read as .npz without pickle ({e})") from None
+    arrays = load_npz(path, what="input")
     for key, shape in (("poses", "(F, P, 3) or (N, F, P, 3)"), ("confidence", "(F, P) or (N, F, P)")):
         if key not in arrays:
             raise ValueError(f"{path}: missing key {key!r} ({shape}); found {sorted(arrays)}")
@@ -101,16 +110,63 @@ def read_input(path: str) -> dict[str, np.ndarray]:
             "single": single}
 
 
+def joint_spread(poses: np.ndarray, confidence: np.ndarray, frame_mask: np.ndarray, *,
+                 tau: float) -> float:
+    """Median distance of the joints from their per-frame centroid, in the poses' units.
+
+    Uses the confident joints (``confidence > tau``) of valid frames with at least two
+    of them (low-confidence joints are the ones that may be garbage); if there are none,
+    all joints of valid frames. 0.0 when there is nothing to measure.
+    """
+    use = (confidence > tau) & frame_mask[..., None]  # (N, F, P)
+    if not np.any(use.sum(-1) >= 2):
+        use = np.broadcast_to(frame_mask[..., None], use.shape)
+    count = use.sum(-1, keepdims=True)  # (N, F, 1)
+    frames = count[..., 0] >= 2
+    if not frames.any():
+        return 0.0
+    w = use[..., None].astype(poses.dtype)
+    centroid = (poses * w).sum(-2, keepdims=True) / np.maximum(count, 1)[..., None]
+    dist = np.linalg.norm(poses - centroid, axis=-1)  # (N, F, P)
+    return float(np.median(dist[use & frames[..., None]]))
+
+
+def check_units(data: dict[str, np.ndarray], *, units: str, tau: float, path: str) -> None:
+    """Refuses poses whose scale is implausible for a human in ``units`` (see
+    :data:`PLAUSIBLE_SPREAD_M`), with a hint naming the ``--units`` that would fit."""
+    spread = joint_spread(data["poses"], data["confidence"], data["frame_mask"], tau=tau)
+    metres = spread * tc.UNIT_SCALE[units]
+    low, high = PLAUSIBLE_SPREAD_M
+    if spread == 0.0 or low <= metres <= high:  # 0: no scale to judge (e.g. all zeros)
+        return
+    other = "mm" if units == "m" else "m"
+    if low <= spread * tc.UNIT_SCALE[other] <= high:
+        name = "millimetres" if other == "mm" else "metres"
+        hint = f"the poses look like {name}: pass --units={other}"
+    else:  # implausible in either unit (not poses, or some other scaling)
+        hint = "neither metres nor millimetres fit: check the data"
+    raise ValueError(
+        f"{path}: 'poses' have a median joint distance from the per-frame centroid of "
+        f"{spread:.4g} {units}, implausible for a human pose (expected ~0.1-1 m); {hint}")
+
+
 def run(input_path: str, output_path: str, *, config: tc.CompletionConfig = tc.CompletionConfig(),
         batch_size: int = 8, progress: bool = True) -> dict[str, np.ndarray]:
     """Reads ``input_path``, completes every video, writes ``output_path``.
 
     Videos are solved ``batch_size`` at a time (one vmapped solve; the last batch is
     padded with repeats so every batch has one compiled shape). Returns the arrays written.
+
+    Raises:
+      FileNotFoundError, ValueError: a bad input file (see :func:`read_input`), a pose
+        scale implausible for ``config.units`` (:func:`check_units`), or any video whose
+        result is non-finite (status non-finite); then nothing is written and an existing
+        ``output_path`` is left untouched.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     data = read_input(input_path)
+    check_units(data, units=config.units, tau=config.tau, path=input_path)
     poses, conf, fm = data["poses"], data["confidence"], data["frame_mask"]
     num = poses.shape[0]
     out_poses = np.zeros_like(poses)
@@ -131,6 +187,15 @@ def run(input_path: str, output_path: str, *, config: tc.CompletionConfig = tc.C
             iterations[sel] = np.asarray(res.iterations)[keep]
             objective[sel] = np.asarray(res.objective)[keep]
             bar.update(keep.stop)
+    # A NaN pose file that exits 0 is worse than no file: refuse before writing anything.
+    failed = ((status == Status.NON_FINITE) | ~np.isfinite(objective)
+              | ~np.isfinite(out_poses).all(axis=(1, 2, 3)))
+    if failed.any():
+        which = ", ".join(str(i) for i in np.flatnonzero(failed)[:10])
+        raise ValueError(
+            f"{int(failed.sum())} of {num} video(s) gave non-finite poses (status non-finite; "
+            f"video index {which}{', ...' if failed.sum() > 10 else ''}); nothing written to "
+            f"{output_path} (check the input values and --units, or the lambdas)")
     if data["single"]:
         out = {"poses": out_poses[0], "status": status[0], "iterations": iterations[0],
                "objective": objective[0]}
@@ -139,9 +204,9 @@ def run(input_path: str, output_path: str, *, config: tc.CompletionConfig = tc.C
                "objective": objective}
     out["units"] = np.asarray(config.units)
     save_npz_atomic(output_path, out)
-    bad = int(np.sum(status != 0))
+    bad = int(np.sum(status != Status.CONVERGED))
     if bad:
-        logging.warning("%d of %d video(s) did not converge (status != 0).", bad, num)
+        logging.warning("%d of %d video(s) stopped at max iterations (status 1).", bad, num)
     return out
 
 
@@ -176,13 +241,14 @@ def config_from_flags(f) -> tc.CompletionConfig:
         tol=f.tol, max_iterations=f.max_iterations, window=f.window or None, overlap=f.overlap)
 
 
-def main(argv) -> None:
+def main(argv, flag_values=flags.FLAGS) -> None:
+    """``app.run`` entry point; ``flag_values`` lets tests pass their own parsed flags."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    f = flags.FLAGS
+    f = flag_values
     try:
         out = run(f.input, f.output, config=config_from_flags(f), batch_size=f.batch_size)
-    except (ValueError, FileNotFoundError) as e:  # bad files or arguments: no traceback
+    except (ValueError, OSError) as e:  # bad files, arguments or output path: no traceback
         raise SystemExit(f"complete_trajectories.py: error: {e}") from None
     print(f"Wrote {f.output}: poses {out['poses'].shape} {f.units}, "
           f"{int(np.sum(np.asarray(out['status']) == 0))} converged.")

@@ -1,47 +1,53 @@
 r"""Exports the latest checkpoint of a workdir for inference without the training code.
 
-  python launch/export.py --config=launch/configs/sample_videopose.py \
-      --workdir=workdir/sample --output=workdir/sample/export
+  python launch/export.py --workdir=workdir/sample --output=workdir/sample/export \
+      [--predictor=pose]
 
-Writes ``model.jaxexport`` (``jax.export`` with symbolic batch and time), ``variables.npz``
-and ``metadata.json``; load it with the standalone ``jpose/exported_model.py`` (jax and
+The run's config is read from its checkpoint. Writes ``model.jaxexport`` (``jax.export``
+with symbolic batch and time), ``variables.npz`` and ``metadata.json`` of the network
+behind the recipe predictor ``--predictor`` (``pose``; ``trajectory`` for a recipe with
+a trajectory network); load it with the standalone ``jpose/exported_model.py`` (jax and
 numpy only), or run ``launch/lift.py`` on a keypoint file. Only process 0 writes.
 """
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 import _common  # noqa: F401
 
 from jpose import export  # noqa: E402
 from jpose.training import loop  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
-                                          lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir holding checkpoints.")
 _OUTPUT = flags.DEFINE_string("output", None, "Export directory to create.")
+_PREDICTOR = flags.DEFINE_string("predictor", "pose", "Recipe predictor to export.")
 _OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Replace a previous export.")
-flags.mark_flags_as_required(["config", "workdir", "output"])
+flags.mark_flags_as_required(["workdir", "output"])
 
 
-def run(config, workdir: str, output: str, *, overwrite: bool = False) -> dict:
+def run(workdir: str, output: str, *, predictor: str = "pose", overwrite: bool = False) -> dict:
     import jax
-    model, variables, data = loop.restore_for_inference(config, workdir)
+
+    restored = loop.restore_for_inference(workdir)
+    net, variables = loop.predictor_variables(restored, predictor)
     if jax.process_index() != 0:
         return {}
-    variables = jax.device_get(variables)
-    return export.export_lifter(variables, model.config, output, layout=data.layout,
-                                overwrite=overwrite,
-                                metadata={"config": config.to_dict()})
+    meta = restored.meta
+    kind = restored.run.predictors[predictor].output
+    return export.export_lifter(
+        jax.device_get(variables), net.config, output, layout=meta["input_layout"],
+        output_layout=meta["layout"] if kind == "pose" else None, overwrite=overwrite,
+        metadata={"config": restored.config.to_dict(), "predictor": predictor})
 
 
 def main(argv):
     del argv
-    meta = run(_CONFIG.value, _WORKDIR.value, _OUTPUT.value, overwrite=_OVERWRITE.value)
+    with _common.one_line_errors("export.py"):
+        meta = run(_WORKDIR.value, _OUTPUT.value, predictor=_PREDICTOR.value,
+                   overwrite=_OVERWRITE.value)
     if meta:
         print(f"Exported the {meta['model_kind']} model ({meta['receptive_field']}-frame "
               f"receptive field, {meta['input_layout']} joints) to {_OUTPUT.value}.")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _common.run_app(main, "export.py")

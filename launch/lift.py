@@ -92,12 +92,12 @@ def _check_keypoints(kp: np.ndarray, layout: str, path: str) -> np.ndarray:
 
 
 def read_npz(path: str, *, layout: str) -> Detections:
-    """Read ``keypoints`` (T, J, 2) / (N, T, J, 2) pixels and optional ``image_size``."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except ValueError as e:  # object arrays need pickle: refused
-        raise ValueError(f"{path}: cannot read as .npz without pickle ({e})") from None
+    """Read ``keypoints`` (T, J, 2) / (N, T, J, 2) pixels and optional ``image_size``.
+
+    Unreadable files (empty, truncated, not an archive, object arrays) give the one-line
+    ValueError of :func:`jpose.io.load_npz`.
+    """
+    arrays = io.load_npz(path, what="input")
     if "keypoints" not in arrays:
         raise ValueError(
             f"{path}: missing key 'keypoints' ((T, J, 2) or (N, T, J, 2) pixels); found "

@@ -20,16 +20,16 @@ Runtime: about 3 minutes on 2 CPU cores.
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 from ml_collections import config_flags
 
 import _common  # noqa: F401
 
-from jpose import baselines, evaluation, visualize  # noqa: E402
-from jpose.training import data as data_lib  # noqa: E402
-from jpose.training import evaluate as eval_lib  # noqa: E402
+from jpose import baselines, evaluation, io, visualize  # noqa: E402
+from jpose.evaluators import protocols  # noqa: E402
 from jpose.training import loop  # noqa: E402
+from jpose.training import streams  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_common.ROOT, "launch", "configs", "sample_videopose.py"),
@@ -45,10 +45,12 @@ def _root_relative_2d(inputs: np.ndarray) -> np.ndarray:
     return inputs[..., :2] - inputs[..., :1, :2]
 
 
-def fit_baselines(data: data_lib.TrainData) -> dict[str, evaluation.ProtocolAccumulator]:
-    """Mean pose and linear lifter fitted on the training sequences, on the test ones."""
-    x = np.concatenate([_root_relative_2d(s.inputs) for s in data.train_sequences])
-    y = np.concatenate([s.poses_3d for s in data.train_sequences])
+def fit_baselines(data: streams.DataSets) -> dict[str, evaluation.ProtocolAccumulator]:
+    """Mean pose and linear lifter fitted on the labelled training sequences, evaluated on
+    the test ones."""
+    train = data.splits["labelled"]
+    x = np.concatenate([_root_relative_2d(s.inputs) for s in train])
+    y = np.concatenate([s.poses_3d for s in train])
     mean_pose = baselines.fit_mean_pose(y)
     lifter = baselines.fit_linear_lifter(x, y)
     results = {"mean pose": evaluation.ProtocolAccumulator(),
@@ -61,7 +63,7 @@ def fit_baselines(data: data_lib.TrainData) -> dict[str, evaluation.ProtocolAccu
 
 
 def run(config, workdir: str) -> dict:
-    data = data_lib.build(config)
+    data = streams.load_data(config)
     trained = loop.train_and_evaluate(config, workdir, data=data)
     results = {"VideoPose3D": trained["accumulator"], **fit_baselines(data)}
     print()
@@ -69,8 +71,9 @@ def run(config, workdir: str) -> dict:
 
     # A few test frames, true vs predicted (the middle frame of one sequence per action).
     shown = [s for s in data.eval_sequences if s[0] in _SHOWN][:4] or data.eval_sequences[:4]
-    _, predictions = eval_lib.evaluate(trained["model"], trained["variables"], shown,
-                                       keep_predictions=True)
+    predict_fn = protocols.make_predict_fn(trained["run"].predictors["pose"].fn)
+    _, predictions = protocols.evaluate(predict_fn, trained["variables"], shown,
+                                        keep_predictions=True)
     picture = visualize.save_pose_comparison(
         os.path.join(workdir, "poses.png"),
         [target[len(target) // 2] - target[len(target) // 2, :1] for _, _, target in shown],
@@ -79,18 +82,17 @@ def run(config, workdir: str) -> dict:
         prediction_label="VideoPose3D")
 
     summary = {name: acc.summary_mm() for name, acc in results.items()}
-    tmp = os.path.join(workdir, "main.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump({"units": "mm", "results": summary}, f, indent=2)
-    os.replace(tmp, os.path.join(workdir, "main.json"))
+    text = json.dumps({"units": "mm", "results": summary}, indent=2)
+    io.atomic_write(os.path.join(workdir, "main.json"), lambda f: f.write(text), binary=False)
     print(f"\nWrote {picture}, {os.path.join(workdir, 'curves.png')} and main.json.")
     return summary
 
 
 def main(argv):
     del argv
-    run(_CONFIG.value, _WORKDIR.value)
+    with _common.one_line_errors("main.py"):
+        run(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _common.run_app(main, "main.py")

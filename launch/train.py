@@ -1,4 +1,4 @@
-r"""Trains a lifting model: ``--config`` (an ml_collections config file) and ``--workdir``.
+r"""Trains any recipe: ``--config`` (an ml_collections config file) and ``--workdir``.
 
 Examples::
 
@@ -7,9 +7,10 @@ Examples::
       --config.global_batch_size=16          # dotted overrides of any config field
 
 A workdir that holds a checkpoint of the same config is resumed exactly; one written
-under another config is refused (and left untouched). Multi-host: start one process per
-host with ``--coordinator_address=host:port --num_processes=N --process_id=i`` (or let
-JAX auto-detect SLURM / Open MPI / Kubernetes / Cloud TPU).
+under another config is refused (and left untouched). Ctrl-C stops cleanly; rerunning
+the command resumes. Multi-host: start one process per host with
+``--coordinator_address=host:port --num_processes=N --process_id=i`` (or let JAX
+auto-detect SLURM / Open MPI / Kubernetes / Cloud TPU).
 """
 
 from absl import app, flags, logging
@@ -37,10 +38,12 @@ def main(argv):
     import jax
     logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                  jax.process_count(), jax.devices())
-    result = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    with _common.one_line_errors("train.py"):
+        result = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     if jax.process_index() == 0:
-        print(result["accumulator"].table(title="test"))
+        acc = result["accumulator"]
+        print(acc.table(title="test") if hasattr(acc, "summary_mm") else acc.table())
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _common.run_app(main, "train.py")

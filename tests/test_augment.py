@@ -205,6 +205,64 @@ def test_random_erasing_is_bounded_and_local(dtype):
     assert not none.any()
 
 
+def test_mean_pixel_of_by_hand():
+    images = np.zeros((2, 3, 4, 5, 3), np.uint8)
+    images[0] = [10, 20, 200]
+    images[1] = [30, 41, 255]
+    images[1, 0, 0, 0] = [30, 41, 0]  # one pixel of 120 differs in the last channel
+    # Channel means: (10 + 30) / 2, (20 + 41) / 2, (60 * 200 + 59 * 255 + 0) / 120.
+    want = np.array([20.0, 30.5, (60 * 200 + 59 * 255) / 120])
+    got = A.mean_pixel_of(images)
+    assert got.dtype == np.float64 and got.shape == (3,)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="images"):
+        A.mean_pixel_of(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="no pixels"):
+        A.mean_pixel_of(np.zeros((0, 4, 4, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_random_erasing_fills_with_the_mean_pixel(dtype):
+    rng = np.random.default_rng(5)
+    images = rng.uniform(0, 255 if dtype == np.uint8 else 1.0, size=(3, 4, 16, 24, 3)).astype(dtype)
+    if dtype == np.uint8:
+        mean = np.array([123.6, 116.2, 103.5])  # nearest, halves to even: 124, 116, 104
+        want = np.array([124, 116, 104], np.uint8)
+    else:
+        mean = np.array([0.485, 0.456, 0.406])
+        want = mean.astype(np.float32)
+    out, boxes = A.random_erasing(images, np.random.default_rng(9), probability=0.7, mean_pixel=mean)
+    assert out.dtype == dtype and out.shape == images.shape
+    flat_in, flat_out = images.reshape(-1, 16, 24, 3), out.reshape(-1, 16, 24, 3)
+    erased = 0
+    for n, (top, left, h, w) in enumerate(boxes.reshape(-1, 4)):
+        inside = np.zeros((16, 24), bool)
+        inside[top:top + h, left:left + w] = True
+        np.testing.assert_array_equal(flat_out[n][~inside], flat_in[n][~inside])
+        np.testing.assert_array_equal(flat_out[n][inside], np.broadcast_to(want, (inside.sum(), 3)))
+        erased += h > 0
+    assert 0 < erased < 12
+    # Deterministic from the rng; the boxes do not depend on the fill, and the stream
+    # advances the same way with and without it.
+    g1, g2, g3 = (np.random.default_rng(9) for _ in range(3))
+    again, boxes2 = A.random_erasing(images, g1, probability=0.7, mean_pixel=mean)
+    np.testing.assert_array_equal(again, out)
+    np.testing.assert_array_equal(boxes2, boxes)
+    _, boxes_random = A.random_erasing(images, g2, probability=0.7)
+    np.testing.assert_array_equal(boxes_random, boxes)
+    assert g1.random() == g2.random()
+    # With mean_pixel_of of the dataset itself.
+    m = A.mean_pixel_of(images)
+    out_m, boxes_m = A.random_erasing(images, g3, probability=1.0, mean_pixel=m)
+    top, left, h, w = boxes_m.reshape(-1, 4)[0]
+    fill = np.rint(m).astype(dtype) if dtype == np.uint8 else m.astype(dtype)
+    np.testing.assert_array_equal(out_m.reshape(-1, 16, 24, 3)[0, top, left], fill)
+    with pytest.raises(ValueError, match=r"mean_pixel: expected \(3,\)"):
+        A.random_erasing(images, np.random.default_rng(0), mean_pixel=[0.5, 0.5])
+    with pytest.raises(ValueError, match="mean_pixel: expected finite"):
+        A.random_erasing(images, np.random.default_rng(0), mean_pixel=[0.5, np.nan, 0.5])
+
+
 # ---------------------------------------------------------------------- bad input
 
 

@@ -16,6 +16,7 @@ from scipy.spatial.transform import Rotation
 
 from jpose.datasets import h36m_cameras as hc
 from jpose.datasets import h36m_videopose3d as hv
+from jpose.datasets import pipelines
 
 CAM0_INTRINSICS = [1145.049, 1143.781, 512.542, 515.451, -0.20710, 0.24778, -0.00308,
                    -0.0014245, -0.0009757]
@@ -293,14 +294,46 @@ def test_extra_2d_frames_truncated_never_padded(data, tmp_path):
         _load(data, path)
 
 
-def test_coco_detections_converted_by_name(data):
+def test_coco_detections_native_by_default(data):
+    """VideoPose3D feeds the Detectron file's COCO keypoints to its model unchanged."""
     records = _load(data, data["coco_path"], subjects=["S1"])
     assert {r.subject for r in records} == {"S1"}
     rec = records[5]  # S1 'Photo 1' camera 1
     assert (rec.action, rec.camera_index) == ("Photo 1", 1)
+    assert rec.keypoints_layout == "coco_17"
+    np.testing.assert_array_equal(rec.keypoints, data["coco"]["S1"]["Photo 1"][1][:12])
+    assert rec.confidence.shape == rec.outlier.shape == (12, 17)
+    # The 3D truth, its projection and visibility stay in the 3D layout.
+    assert rec.positions_camera.shape == (12, 17, 3) and rec.keypoints_clean.shape == (12, 17, 2)
+    assert rec.visible.shape == (12, 17)
+    for r in records:
+        assert r.keypoints_layout == "coco_17"
+        np.testing.assert_array_equal(r.keypoints, data["coco"]["S1"][r.action][r.camera_index][
+            :FRAMES_3D["S1"][r.action]])
+    # Ground truth (and CPN) files are h36m_17 like the 3D: no separate layout.
+    assert all(r.keypoints_layout is None for r in _load(data))
+
+
+def test_cpn_file_is_h36m_order(data, tmp_path):
+    cpn = _detections(np.random.default_rng(5), 17)
+    path = _write_2d(tmp_path / "data_2d_h36m_cpn_ft_h36m_dbb.npz", cpn,
+                     {"layout_name": "h36m", "num_joints": 17, "keypoints_symmetry": H36M_SYMMETRY})
+    records = _load(data, path, subjects=["S9"])
+    assert [r.keypoints_layout for r in records] == [None] * 4
+    np.testing.assert_array_equal(records[2].keypoints, cpn["S9"]["Directions 1"][2])
+    # Against the 3D layout mpii_16, the same file keeps its own h36m_17 order.
+    records = _load(data, path, subjects=["S9"], layout="mpii_16")
+    assert records[0].keypoints_layout == "h36m_17" and records[0].keypoints.shape == (8, 17, 2)
+    assert records[0].positions_world.shape == (8, 16, 3)
+
+
+def test_coco_detections_converted_by_name_on_request(data):
+    records = _load(data, data["coco_path"], subjects=["S1"], convert_keypoints=True)
+    rec = records[5]  # S1 'Photo 1' camera 1
+    assert rec.keypoints_layout is None
     coco = data["coco"]["S1"]["Photo 1"][1][:12].astype(np.float64)
     kp = rec.keypoints
-    assert kp.shape == (12, 17, 2)
+    assert kp.shape == (12, 17, 2) and rec.confidence.shape == (12, 17)
     # COCO: 0 nose, 5/6 l/r shoulder, 9 left wrist, 11/12 l/r hip, 16 right ankle.
     # Human3.6M-17: 0 pelvis, 3 right ankle, 8 thorax, 9 nose/head, 13 left wrist.
     np.testing.assert_allclose(kp[:, 13], coco[:, 9], rtol=1e-6)
@@ -308,17 +341,68 @@ def test_coco_detections_converted_by_name(data):
     np.testing.assert_allclose(kp[:, 9], coco[:, 0], rtol=1e-6)
     np.testing.assert_allclose(kp[:, 0], (coco[:, 11] + coco[:, 12]) / 2, rtol=1e-6)
     np.testing.assert_allclose(kp[:, 8], (coco[:, 5] + coco[:, 6]) / 2, rtol=1e-6)
+    with pytest.raises(ValueError, match="convert_keypoints: expected a bool"):
+        _load(data, data["coco_path"], convert_keypoints="yes")
+
+
+def _hand_perm(pairs, num_joints=17):
+    perm = list(range(num_joints))
+    for a, b in pairs:
+        perm[a], perm[b] = b, a
+    return np.asarray(perm)
+
+
+def test_coco_records_train_with_coco_inputs_and_coco_flips(data):
+    """COCO inputs, Human3.6M poses: each mirrored with its own left/right pairs."""
+    records = _load(data, data["coco_path"])
+    seqs = pipelines.sequences_from_records(records, layout="h36m_17", with_confidence=True)
+    assert seqs.input_layout == "coco_17" and seqs.layout == "h36m_17"
+    assert seqs.flip_layouts == ("coco_17", "h36m_17")
+    first = seqs[0]
+    w, h = (float(v) for v in records[0].camera.image_size)
+    np.testing.assert_allclose(first.inputs[..., :2],
+                               records[0].keypoints / w * 2 - np.array([1.0, h / w]), atol=1e-6)
+    windows = pipelines.temporal_windows(seqs, receptive_field=3)
+    tb = pipelines.training_batches(windows, global_batch_size=16, seed=0,
+                                    flip_augment=seqs.flip_layouts)
+    assert tb.steps_per_epoch == 2 * len(windows) // 16
+    # Pairs by hand from the files' keypoints_symmetry (left, right index lists).
+    perm_coco = _hand_perm(zip(*COCO_SYMMETRY))
+    perm_h36m = _hand_perm(zip(*H36M_SYMMETRY))
+    assert not np.array_equal(perm_coco, perm_h36m)
+    seen = 0
+    for k in range(tb.steps_per_epoch):
+        b = tb.batch(k)
+        orig = windows.gather(b["example_index"])
+        for i in np.flatnonzero(b["flipped"]):
+            x = orig["inputs"][i][:, perm_coco]
+            np.testing.assert_array_equal(b["inputs"][i][..., 0], -x[..., 0])
+            np.testing.assert_array_equal(b["inputs"][i][..., 1:], x[..., 1:])
+            p = orig["poses_3d"][i][:, perm_h36m]
+            np.testing.assert_array_equal(b["poses_3d"][i], p * np.array([-1, 1, 1], np.float32))
+            seen += 1
+    assert seen > 0
+    # Mirroring COCO inputs with Human3.6M pairs would pass the 17-joint count: refused.
+    with pytest.raises(ValueError, match="inputs are in layout 'coco_17'"):
+        pipelines.training_batches(windows, global_batch_size=16, seed=0, flip_augment="h36m_17")
 
 
 def test_mpii_layout_inferred_and_explicit_layouts(data):
     records = _load(data, data["mpii_path"], subjects=("S9",))
     mpii = data["mpii"]["S9"]["Directions 1"][0].astype(np.float64)
+    assert records[0].keypoints_layout == "mpii_16"
+    np.testing.assert_array_equal(records[0].keypoints, mpii.astype(np.float32)[:8])
+    assert records[0].confidence.shape == (8, 16) and records[0].keypoints_clean.shape == (8, 17, 2)
+    seqs = pipelines.sequences_from_records(records, layout="h36m_17")
+    assert (seqs.input_layout, seqs.num_joints_in, seqs.num_joints_out) == ("mpii_16", 16, 17)
+    records = _load(data, data["mpii_path"], subjects=("S9",), convert_keypoints=True)
     # MPII: 6 pelvis, 7 thorax, 13 left shoulder; Human3.6M-17: 0 pelvis, 8 thorax, 11.
     np.testing.assert_allclose(records[0].keypoints[:, 0], mpii[:, 6], rtol=1e-6)
     np.testing.assert_allclose(records[0].keypoints[:, 8], mpii[:, 7], rtol=1e-6)
     np.testing.assert_allclose(records[0].keypoints[:, 11], mpii[:, 13], rtol=1e-6)
     # Output in the 16-joint MPII layout: the 3D truth is converted too.
     records = _load(data, data["mpii_path"], subjects=("S9",), layout="mpii_16")
+    assert records[0].keypoints_layout is None
     np.testing.assert_array_equal(records[0].keypoints, mpii.astype(np.float32)[:8])
     world32 = data["pos3d"]["S9"]["Directions 1"]
     np.testing.assert_allclose(records[0].positions_world[:, 6], world32[:, 0])  # pelvis

@@ -160,6 +160,17 @@ def test_bad_inputs(model, tmp_path):
         run("shape.npz", image_size=(10, 10))
     with pytest.raises(ValueError, match="Unknown joint layout"):
         run("shape.npz", layout="h36m_99", image_size=(10, 10))
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"input '.*empty\.npz' is empty \(0 bytes\)"):
+        run("empty.npz", image_size=(10, 10))
+    np.savez(tmp_path / "whole.npz", keypoints=np.zeros((4, 17, 2)))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:300])
+    with pytest.raises(ValueError, match=r"cut\.npz' is not a valid \.npz \(truncated"):
+        run("cut.npz", image_size=(10, 10))
+    np.savez(tmp_path / "obj.npz", keypoints=np.asarray([None, 1], dtype=object))
+    with pytest.raises(ValueError, match=r"holds object arrays \('keypoints'\), which need "
+                                         "pickle; refused"):
+        run("obj.npz", image_size=(10, 10))
     np.savez(tmp_path / "ok.npz", keypoints=np.ones((4, 17, 2)))
     with pytest.raises(ValueError, match="image size unknown"):
         run("ok.npz")

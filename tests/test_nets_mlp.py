@@ -80,6 +80,43 @@ def test_param_count_full_size():
     assert mlp.count_params(shapes) == 4_296_755 + 3 * 1024 + 3 + 1024 + 1
 
 
+def test_thesis_mlp_param_count():
+    """Yang Li (2020) §3.4.1: the Martinez lifter with 4 residual blocks, pose output only.
+
+    input  34*1024 + 1024 (Linear) + 2*1024 (BN)              =    37,888
+    blocks 4 * 2 * (1024*1024 + 1024 + 2*1024)               = 8,413,184
+    pose   1024*51 + 51                                      =    52,275
+    total                                                    = 8,503,347
+    """
+    cfg = mlp.variant("thesis_mlp")
+    assert cfg.num_blocks == 4 and cfg.hidden == 1024 and cfg.heads == ()
+    shapes = jax.eval_shape(lambda: mlp.init(jax.random.key(0), cfg))
+    assert mlp.count_params(shapes) == 8_503_347
+    # Two blocks more than Martinez: 2 * 2,103,296 parameters more.
+    assert 8_503_347 - 4_296_755 == 2 * 2 * (1024 * 1024 + 1024 + 2 * 1024)
+    assert {f"block{i}_dense{k}" for i in range(4) for k in (0, 1)} <= set(shapes["params"])
+    assert "block4_dense0" not in shapes["params"]
+
+
+def test_no_heads_is_a_pose_only_network():
+    """heads=() has no head parameters and returns the pose only (a root/trajectory network
+    is then a second instance with its own config and variables)."""
+    cfg = mlp.variant("tiny_thesis_mlp", heads=())
+    v = random_variables(cfg, seed=11)
+    names = set(v["params"])
+    assert "pose_head" in names and not names & {"root_head", "scale_head"}
+    x = np.random.default_rng(12).normal(0, 0.5, (4, 17, 2)).astype(np.float32)
+    out, _ = mlp.apply(v, x, config=cfg, train=False)
+    assert out.root is None and out.scale is None and out.pose.shape == (4, 17, 3)
+    np.testing.assert_allclose(np.asarray(out.pose), np_forward(v, x, cfg)["pose"], rtol=1e-5,
+                               atol=1e-5)
+    # The separate root network is another config and init, e.g. one output "joint".
+    root_cfg = mlp.variant("tiny_mlp", num_joints_out=1)
+    root_out, _ = mlp.apply(mlp.init(jax.random.key(3), root_cfg), x, config=root_cfg,
+                            train=False)
+    assert root_out.pose.shape == (4, 1, 3)
+
+
 @pytest.mark.parametrize(
     "kw",
     [
@@ -100,7 +137,7 @@ def test_param_count_small(kw):
     )
 
 
-@pytest.mark.parametrize("name", ["tiny_mlp", "tiny_mlp_heads"])
+@pytest.mark.parametrize("name", ["tiny_mlp", "tiny_mlp_heads", "tiny_thesis_mlp"])
 def test_matches_numpy_reference_eval(name):
     cfg = mlp.variant(name)
     v = random_variables(cfg, seed=1)

@@ -39,8 +39,13 @@ def np_bn_eval(x, sd, name, eps=1e-5):
     ]
 
 
-def np_videopose_forward(sd, x, *, widths, causal):
-    """VideoPose3D TemporalModel (eval) in float64. x (N, T, J, C) -> (N, T', J_out, 3)."""
+def np_videopose_forward(sd, x, *, widths, causal, dense=False):
+    """VideoPose3D TemporalModel (eval) in float64. x (N, T, J, C) -> (N, T', J_out, 3).
+
+    ``widths`` and ``dense`` are VideoPose3D's constructor arguments: with ``dense`` the
+    block convs are undilated and their kernel widths are those of ``sd`` (VideoPose3D
+    builds them as 2 * pad + 1), while pad and the causal shift still follow ``widths``.
+    """
     relu = lambda a: np.maximum(a, 0.0)
     n, t = x.shape[:2]
     h = x.reshape(n, t, -1).transpose(0, 2, 1).astype(np.float64)
@@ -52,7 +57,7 @@ def np_videopose_forward(sd, x, *, widths, causal):
         res = h[:, :, pad + shift : h.shape[2] - pad + shift]
         h = relu(
             np_bn_eval(
-                np_conv1d(h, sd[f"layers_conv.{2 * i}.weight"], dilation=dilation),
+                np_conv1d(h, sd[f"layers_conv.{2 * i}.weight"], dilation=1 if dense else dilation),
                 sd,
                 f"layers_bn.{2 * i}",
             )
@@ -145,6 +150,15 @@ def expected_param_count(widths, *, channels, j_in, c_in, j_out):
         ("videopose_81f", 12_753_971),
         # 104,448 + 2,048 + 4*4,198,400 + 52,275 = 16,952,371  (VideoPose3D README: 16.95M)
         ("videopose_243f", 16_952_371),
+        # Single-frame baseline (paper §6.1: 8.49M): the 243f model's B = 4 blocks, widths 1.
+        # 34*1024*1 + 2*1024 + 4*(1024*1024*1 + 1024*1024 + 4*1024) + 1024*51 + 51
+        # = 34,816 + 2,048 + 4*2,101,248 + 52,275 = 8,494,131
+        ("videopose_1f", 8_494_131),
+        # "27f w/o dilation" (paper ablation: 29.53M); block kernels 7 and 19 (no dilation).
+        # 34*1024*3 + 2*1024 + (1024*1024*7 + 1024*1024 + 4*1024)
+        #   + (1024*1024*19 + 1024*1024 + 4*1024) + 1024*51 + 51
+        # = 104,448 + 2,048 + 8,392,704 + 20,975,616 + 52,275 = 29,527,091
+        ("videopose_27f_dense", 29_527_091),
     ],
 )
 def test_param_count_full_size(name, expected):
@@ -180,8 +194,37 @@ def test_param_count_small(kw):
     )
 
 
+def test_single_frame_and_dense_variants_architecture():
+    one = temporal.variant("videopose_1f")
+    assert one.filter_widths == (1, 1, 1, 1, 1)  # expand conv + B = 4 blocks, as 243f
+    assert one.receptive_field == 1 and one.padding == (0, 0)
+    dense = temporal.variant("videopose_27f_dense")
+    # VideoPose3D's dense=True from filter_widths (3, 3, 3): block i has pad
+    # (3 - 1) * 3**(i + 1) // 2 = 3, 9 and kernel 2 * pad + 1 = 7, 19, dilation 1.
+    assert dense.filter_widths == (3, 7, 19) and not dense.dilated
+    assert dense.dilations == (1, 1, 1)
+    assert dense.receptive_field == 3 + 6 + 18 == 27 and dense.padding == (13, 13)
+    shapes = jax.eval_shape(lambda: temporal.init(jax.random.key(0), dense))["params"]
+    assert shapes["block0_conv"]["kernel"].shape == (7, 1024, 1024)
+    assert shapes["block1_conv"]["kernel"].shape == (19, 1024, 1024)
+    assert "block2_conv" not in shapes
+    # The dilated 27f model, for contrast: dilations 1, 3, 9 over the same receptive field.
+    assert temporal.variant("videopose_27f").dilations == (1, 3, 9)
+    # (3, 13, 13) undilated also reaches 27 frames with the same parameter count, but is not
+    # what VideoPose3D's dense option builds.
+    alt = temporal.TemporalConfig(filter_widths=(3, 13, 13), dilated=False)
+    assert alt.receptive_field == 27
+    assert expected_param_count(alt.filter_widths, channels=1024, j_in=17, c_in=2, j_out=17) == (
+        29_527_091
+    )
+    # 2 x MACs: 2*(34*1024*3 + (7 + 1 + 19 + 1)*1024^2 + 1024*51) = 59,033,600.
+    assert temporal.flops_per_frame(dense) == 59_033_600
+
+
 def test_receptive_field_and_padding():
     assert temporal.variant("videopose_1f").receptive_field == 1
+    assert temporal.variant("videopose_27f_dense").receptive_field == 27
+    assert temporal.TemporalConfig(filter_widths=(5, 3), dilated=False).receptive_field == 7
     assert temporal.variant("videopose_27f").receptive_field == 27
     assert temporal.variant("videopose_81f").receptive_field == 81
     assert temporal.variant("videopose_243f").receptive_field == 243
@@ -208,6 +251,8 @@ def test_variants_and_config_validation():
         temporal.TemporalConfig(dropout=1.0)
     with pytest.raises(ValueError, match="channels"):
         temporal.TemporalConfig(channels=0)
+    with pytest.raises(ValueError, match="dilated: expected a bool"):
+        temporal.TemporalConfig(dilated="no")
 
 
 # --------------------------------------------------------------------------- forward
@@ -224,6 +269,17 @@ def test_matches_numpy_videopose3d_reference(widths, causal):
     np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-4, atol=1e-4)
     # Eval mode returns the batch stats untouched.
     assert stats is variables["batch_stats"]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_dense_matches_numpy_videopose3d_reference(causal):
+    """jpose (3, 7, 19) undilated == VideoPose3D TemporalModel([3, 3, 3], dense=True)."""
+    cfg, variables, sd = make((3, 7, 19), causal=causal, channels=8, seed=4, dilated=False)
+    x = keypoints(5, (2, 27 + 6, J_IN, C_IN))
+    ref = np_videopose_forward(sd, x, widths=(3, 3, 3), causal=causal, dense=True)
+    got, _ = temporal.apply(variables, x, config=cfg, train=False, pad=False)
+    assert got.shape == ref.shape == (2, 7, J_OUT, 3)
+    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_one_block_matches_numpy_reference():
@@ -251,9 +307,13 @@ def test_one_block_matches_numpy_reference():
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("widths", [(3, 3), (3, 3, 3)])
-def test_strided_form_matches_sequence_form(widths, causal):
-    cfg, variables, _ = make(widths, causal=causal, channels=8, seed=7)
+@pytest.mark.parametrize(
+    "widths, dilated",
+    [((3, 3), True), ((3, 3, 3), True), ((1, 1, 1, 1, 1), True), ((3, 7, 19), False),
+     ((5, 3), False)],
+)
+def test_strided_form_matches_sequence_form(widths, dilated, causal):
+    cfg, variables, _ = make(widths, causal=causal, channels=8, seed=7, dilated=dilated)
     rf = cfg.receptive_field
     t = rf + 4
     x = keypoints(8, (2, t, J_IN, C_IN))
@@ -297,8 +357,9 @@ def _changed_frames(cfg, variables, x, frame):
     return set(np.flatnonzero(diff > 1e-6).tolist())
 
 
-def test_non_causal_receptive_field_is_exact():
-    cfg, variables, _ = make((3, 3, 3), channels=8, seed=11)  # rf 27, half 13
+@pytest.mark.parametrize("widths, dilated", [((3, 3, 3), True), ((3, 7, 19), False)])
+def test_non_causal_receptive_field_is_exact(widths, dilated):
+    cfg, variables, _ = make(widths, channels=8, seed=11, dilated=dilated)  # rf 27, half 13
     x = keypoints(12, (1, 60, J_IN, C_IN))
     changed = _changed_frames(cfg, variables, x, frame=30)
     assert changed <= set(range(30 - 13, 30 + 14))  # nothing farther than rf // 2 moves

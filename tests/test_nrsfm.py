@@ -582,3 +582,97 @@ def test_launch_script_writes_outputs_atomically(tmp_path, synthetic):
     with pytest.raises(ValueError, match="NaN"):
         launch.run(str(bad), str(tmp_path / "x.npz"), config)
     assert not (tmp_path / "x.npz").exists()
+
+
+def _main_error(*args):
+    """Runs the script's main on ``args``; returns its SystemExit message (one line)."""
+    from absl import flags
+
+    fv = flags.FlagValues()
+    launch.define_flags(fv)
+    fv(["learn_dictionary.py", *args])
+    with pytest.raises(SystemExit) as e:
+        launch.main(["learn_dictionary.py"], flag_values=fv)
+    message = str(e.value.code)
+    assert message.startswith("learn_dictionary.py: error: ") and "\n" not in message
+    return message
+
+
+def test_launch_script_input_errors_are_one_line(tmp_path):
+    """Every input error exits through main with one line naming the file/field or flag,
+    before any learning (no compile) and without writing anything."""
+    poses = hierarchical_data(30, sizes=(20, 5))["poses_2d"]
+    out = tmp_path / "out.npz"
+
+    def error(name, *flags, **arrays):
+        path = tmp_path / name
+        if arrays:
+            np.savez(path, **arrays)
+        return _main_error(f"--input={path}", f"--output={out}", "--sizes=20,5", *flags)
+
+    assert "does not exist" in error("absent.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    assert f"--input '{tmp_path / 'empty.npz'}' is empty (0 bytes)" in error("empty.npz")
+    np.savez(tmp_path / "trunc.npz", poses_2d=poses)
+    whole = (tmp_path / "trunc.npz").read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(whole[: len(whole) // 2])  # e.g. a cut-off copy
+    assert "is not a valid .npz (truncated" in error("trunc.npz")
+    ragged = np.asarray([np.zeros(2), np.zeros(3)], dtype=object)
+    assert "holds object arrays ('poses_2d'), which need pickle; refused" in error(
+        "obj.npz", poses_2d=ragged)
+    assert f"--input '{tmp_path / 'key.npz'}' has no `poses_2d` array (found ['poses'])" in (
+        error("key.npz", poses=poses))
+    assert "must have shape (N, P, 2)" in error("shape.npz", poses_2d=poses[..., :1])
+    assert "must be real numbers; got dtype <U1" in error(
+        "str.npz", poses_2d=np.full(poses.shape, "a"))
+    assert "got dtype complex" in error("cplx.npz", poses_2d=poses.astype(np.complex64))
+    bad = poses.copy()
+    bad[7, 2, 1] = np.inf
+    assert "holds 1 NaN or infinite values (first in sample 7)" in error(
+        "inf.npz", poses_2d=bad)
+    assert ("has 10 samples, fewer than the 20 atoms of the first layer (--sizes=20,5)"
+            in error("few.npz", poses_2d=poses[:10]))
+    np.savez(tmp_path / "ok.npz", poses_2d=poses)
+    for sizes in ("a,5", "0,5", "2.5,5", ""):
+        assert (f"--sizes: expected comma-separated positive integers K_1,...,K_L (e.g. "
+                f"125,10); got {sizes!r}") in error("ok.npz", f"--sizes={sizes}")
+    assert "--sparsity: expected 1 or 2 values" in error("ok.npz", "--sparsity=0.1,0.1,0.1")
+    assert "--sparsity: expected comma-separated finite values >= 0" in error(
+        "ok.npz", "--sparsity=-1")
+    assert "--batch_size: expected >= 0" in error("ok.npz", "--batch_size=-2")
+    assert "`maxiter` must be >= 0" in error("ok.npz", "--maxiter=-1")
+    assert not out.exists()
+
+
+def test_launch_script_main_writes_and_never_writes_non_finite(tmp_path, monkeypatch):
+    poses = hierarchical_data(30, sizes=(20, 5))["poses_2d"]
+    np.savez(tmp_path / "in.npz", poses_2d=poses)
+    out = tmp_path / "out.npz"
+
+    def fake_learn(poses_2d, config, seed, value=1.0, status=Status.CONVERGED):
+        # Stands in for the solver (the real one is tested above): no compile here.
+        n, p, _ = poses_2d.shape
+        return {"dictionary_0": np.full((3 * p, 20), value, np.float32),
+                "dictionary_1": np.ones((20, 5), np.float32), "sizes": np.asarray([20, 5]),
+                "codes": np.ones((n, 5), np.float32), "rotations": np.ones((n, 3, 3)),
+                "poses_3d": np.ones((n, p, 3)), "scale": np.asarray(1.0),
+                "objective_history": np.asarray([2.0, 1.0, np.nan]),
+                "status": np.asarray(status, np.int32), "iterations": np.asarray(1)}
+
+    from absl import flags
+
+    fv = flags.FlagValues()
+    launch.define_flags(fv)
+    fv(["learn_dictionary.py", f"--input={tmp_path / 'in.npz'}", f"--output={out}",
+        "--sizes=20,5", "--maxiter=2"])
+    monkeypatch.setattr(launch, "learn", fake_learn)
+    launch.main(["learn_dictionary.py"], flag_values=fv)  # NaN padding of the history is fine
+    with np.load(out, allow_pickle=False) as saved:
+        np.testing.assert_array_equal(saved["dictionary_0"], 1.0)
+    before = out.read_bytes()
+    monkeypatch.setattr(launch, "learn", lambda *a: fake_learn(*a, value=np.nan,
+                                                               status=Status.NON_FINITE))
+    message = _main_error(f"--input={tmp_path / 'in.npz'}", f"--output={out}", "--sizes=20,5")
+    assert "learning gave a non-finite result (status non_finite; non-finite: dictionary_0)" in (
+        message) and "nothing written" in message
+    assert out.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["in.npz", "out.npz"]

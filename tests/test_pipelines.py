@@ -171,8 +171,10 @@ def test_flip_keeps_camera_projection_consistent(ds):
 # ------------------------------------------------------------------------------- flips
 
 
-def test_flip_swaps_joints_negates_x(windows):
-    tb = pl.training_batches(windows, global_batch_size=48, seed=5, flip_augment="h36m_17")
+@pytest.mark.parametrize("flip_mode", ["paired", "random"])
+def test_flip_swaps_joints_negates_x(windows, flip_mode):
+    tb = pl.training_batches(windows, global_batch_size=48, seed=5, flip_augment="h36m_17",
+                             flip_mode=flip_mode)
     perm = _hand_perm()
     flips = []
     for k in range(8):
@@ -194,7 +196,50 @@ def test_flip_swaps_joints_negates_x(windows):
             cam[[2, 7]] *= -1
             np.testing.assert_array_equal(b["camera"][i], cam)
     frac = np.concatenate(flips).mean()
-    assert 0.42 < frac < 0.58  # 384 Bernoulli(1/2) draws: std 0.026
+    # random: 384 Bernoulli(1/2) draws, std 0.026; paired: 384 of 2 N slots, half
+    # mirrored, drawn without replacement (std < 0.026).
+    assert 0.42 < frac < 0.58
+
+
+@pytest.mark.parametrize("drop_remainder", [True, False])
+def test_paired_flips_epoch_has_every_window_as_is_and_mirrored(windows, drop_remainder):
+    """VideoPose3D's ChunkedGenerator(augment=True): each chunk with flip False and True."""
+    n, b = len(windows), 64
+    assert (2 * n) % b != 0
+    tb = pl.training_batches(windows, global_batch_size=b, seed=7, flip_augment="h36m_17",
+                             drop_remainder=drop_remainder)
+    assert tb.paired_flips and tb.flip_mode == "paired" and tb.num_examples == 2 * n
+    spe = tb.steps_per_epoch
+    assert spe == (2 * n // b if drop_remainder else -(-2 * n // b))
+    random = pl.training_batches(windows, global_batch_size=b, seed=7, flip_augment="h36m_17",
+                                 flip_mode="random", drop_remainder=drop_remainder)
+    assert random.num_examples == n and random.steps_per_epoch == (n // b if drop_remainder else -(-n // b))
+    for epoch in range(2):
+        idx, flipped, wts = [], [], []
+        for k in range(epoch * spe, (epoch + 1) * spe):
+            batch = tb.batch(k)
+            idx.append(batch["example_index"])
+            flipped.append(batch["flipped"])
+            wts.append(batch["weight"])
+            np.testing.assert_array_equal(batch["flipped"], tb.flips(k))
+            np.testing.assert_array_equal(batch["example_index"], tb.example_indices(k)[0])
+        idx, flipped, wts = (np.concatenate(x) for x in (idx, flipped, wts))
+        real = wts > 0
+        assert 0 < flipped[:b].sum() < b  # a batch mixes both
+        if drop_remainder:
+            assert real.all() and real.size == spe * b
+            pairs = set(zip(idx.tolist(), flipped.tolist()))
+            assert len(pairs) == spe * b  # no (window, flip) twice in an epoch
+        else:
+            assert real.sum() == 2 * n
+            np.testing.assert_array_equal(np.sort(idx[real & ~flipped]), np.arange(n))
+            np.testing.assert_array_equal(np.sort(idx[real & flipped]), np.arange(n))
+    # The mirrored rows are the mirror of the same windows as is.
+    batch = tb.batch(3)
+    plain = windows.gather(batch["example_index"])
+    want = pl.flip_examples(plain, batch["flipped"], layout="h36m_17")
+    for key in plain:
+        np.testing.assert_array_equal(batch[key], want[key], err_msg=key)
 
 
 def test_flip_examples_public_and_no_flip_by_default(windows):
@@ -220,7 +265,8 @@ def test_deterministic_epochs_cover_every_example_once(windows, drop_remainder):
     b = 64
     assert n % b != 0
     mk = lambda: pl.training_batches(  # noqa: E731
-        windows, global_batch_size=b, seed=11, flip_augment="h36m_17", drop_remainder=drop_remainder
+        windows, global_batch_size=b, seed=11, flip_augment="h36m_17", flip_mode="random",
+        drop_remainder=drop_remainder
     )
     tb1, tb2 = mk(), mk()
     spe = tb1.steps_per_epoch
@@ -285,8 +331,10 @@ def test_two_process_slices_concatenate_to_global_batch(windows):
         for key in g:
             np.testing.assert_array_equal(np.concatenate([l0[key], l1[key]]), g[key])
         for part in (l0, l1):
-            seen.append(part["example_index"][part["weight"] > 0])
-    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(len(windows)))
+            real = part["weight"] > 0
+            seen.append(part["example_index"][real] + len(windows) * part["flipped"][real])
+    # Paired flips: the processes share out every window as is and mirrored.
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(2 * len(windows)))
 
 
 def test_resume_from_step(windows):
@@ -389,3 +437,115 @@ def test_pickle_round_trip(windows):
     after = tb2.batch(2)
     for key in before:
         np.testing.assert_array_equal(before[key], after[key])
+
+
+# --------------------------------------------------------- inputs in their own layout
+
+# MPII-16 left/right pairs by hand (VideoPose3D's SH metadata keypoints_symmetry
+# [[3, 4, 5, 13, 14, 15], [0, 1, 2, 10, 11, 12]]): ankles, knees, hips, wrists, elbows,
+# shoulders.
+MPII_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+
+
+def _mpii_records(ds, split="test", seed=0):
+    """The split's records with random 16-joint 'detections' in MPII order."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in ds.split(split):
+        f = r.num_frames
+        out.append(r._replace(
+            keypoints=rng.uniform(0, 1000, (f, 16, 2)).astype(np.float32),
+            confidence=rng.uniform(0, 1, (f, 16)).astype(np.float32),
+            outlier=np.zeros((f, 16), bool), keypoints_layout="mpii_16"))
+    return out
+
+
+def test_records_with_their_own_keypoints_layout(ds):
+    recs = _mpii_records(ds)
+    seqs = pl.sequences_from_records(recs, layout="h36m_17", with_confidence=True)
+    assert seqs.input_layout == "mpii_16" and seqs.layout == "h36m_17"
+    assert (seqs.num_joints_in, seqs.in_features, seqs.num_joints_out) == (16, 3, 17)
+    assert seqs.flip_layouts == ("mpii_16", "h36m_17")
+    assert seqs[1:].input_layout == "mpii_16"  # slicing keeps it
+    w, h = (float(v) for v in recs[0].camera.image_size)
+    np.testing.assert_allclose(seqs[0].inputs[..., :2], recs[0].keypoints / w * 2 - np.array([1.0, h / w]),
+                               atol=1e-6)
+    np.testing.assert_array_equal(seqs[0].inputs[..., 2], recs[0].confidence)
+    np.testing.assert_array_equal(seqs[0].trajectory, recs[0].positions_camera[:, 0])
+    # keypoints_clean is in the 3D layout: clean inputs are too.
+    clean = pl.sequences_from_records(recs, layout="h36m_17", use_clean_2d=True)
+    assert clean.input_layout is None and clean.num_joints_in == 17
+    assert clean.flip_layouts == ("h36m_17", "h36m_17")
+    # Same layout as the 3D one: stored as None.
+    same = [r._replace(keypoints_layout="h36m_17") for r in ds.split("test")]
+    assert pl.sequences_from_records(same, layout="h36m_17").input_layout is None
+
+
+def test_flips_permute_inputs_and_poses_with_their_own_layouts(ds):
+    seqs = pl.sequences_from_records(_mpii_records(ds), layout="h36m_17", with_confidence=True)
+    windows = pl.temporal_windows(seqs, receptive_field=5)
+    perm_in, perm_out = _hand_perm(16, MPII_PAIRS), _hand_perm()
+    for mode in pl.FLIP_MODES:
+        tb = pl.training_batches(windows, global_batch_size=32, seed=1,
+                                 flip_augment=seqs.flip_layouts, flip_mode=mode)
+        assert tb.steps_per_epoch == (2 if mode == "paired" else 1) * len(windows) // 32
+        for k in range(3):
+            b = tb.batch(k)
+            orig = windows.gather(b["example_index"])
+            assert 0 < b["flipped"].sum() < 32
+            for i in np.flatnonzero(b["flipped"]):
+                x = orig["inputs"][i][:, perm_in]
+                np.testing.assert_array_equal(b["inputs"][i][..., 0], -x[..., 0])
+                np.testing.assert_array_equal(b["inputs"][i][..., 1:], x[..., 1:])
+                p = orig["poses_3d"][i][:, perm_out]
+                np.testing.assert_array_equal(b["poses_3d"][i], p * np.array([-1, 1, 1], np.float32))
+            for i in np.flatnonzero(~b["flipped"]):
+                np.testing.assert_array_equal(b["inputs"][i], orig["inputs"][i])
+        # The generic (per-element) path agrees.
+        generic = pl.training_batches(windows.map(lambda ex: ex), global_batch_size=32, seed=1,
+                                      flip_augment=seqs.flip_layouts, flip_mode=mode)
+        for key, value in tb.batch(2).items():
+            np.testing.assert_array_equal(generic.batch(2)[key], value, err_msg=key)
+    with pytest.raises(ValueError, match="flip_augment.*16"):
+        pl.training_batches(windows, global_batch_size=32, seed=1, flip_augment="h36m_17")
+
+
+def test_flip_layout_must_match_the_inputs_layout():
+    """COCO and Human3.6M both have 17 joints: a wrong flip layout would pass the joint
+    count check and mirror the wrong pairs."""
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(6, 17, 2)).astype(np.float32)]
+    poses = [rng.normal(size=(6, 17, 3)).astype(np.float32)]
+    seqs = pl.sequences_from_arrays(inputs, poses, layout="h36m_17", input_layout="coco_17")
+    assert seqs.flip_layouts == ("coco_17", "h36m_17")
+    frames = pl.single_frames(seqs)
+    with pytest.raises(ValueError, match="inputs are in layout 'coco_17'"):
+        pl.training_batches(frames, global_batch_size=4, seed=0, flip_augment="h36m_17")
+    with pytest.raises(ValueError, match="poses_3d are in layout 'h36m_17'"):
+        pl.training_batches(frames, global_batch_size=4, seed=0, flip_augment=("coco_17", "coco_17"))
+    tb = pl.training_batches(frames, global_batch_size=4, seed=0, flip_augment=("coco_17", None))
+    assert tb.steps_per_epoch == 3  # 2 * 6 // 4
+    with pytest.raises(ValueError, match="input_layout 'coco_17' has 17"):
+        pl.sequences_from_arrays([x[:, :16] for x in inputs], poses, layout="h36m_17", input_layout="coco_17")
+    with pytest.raises(ValueError, match="input_layout"):
+        pl.sequences_from_arrays(inputs, poses, input_layout="no_such_layout")
+    with pytest.raises(ValueError, match="layout is None"):
+        _ = pl.sequences_from_arrays(inputs, poses).flip_layouts
+    with pytest.raises(ValueError, match="flip_mode"):
+        pl.training_batches(frames, global_batch_size=4, seed=0, flip_mode="always")
+    # Paired flips double the epoch: a batch larger than N fits.
+    assert pl.training_batches(frames, global_batch_size=12, seed=0,
+                               flip_augment=seqs.flip_layouts).steps_per_epoch == 1
+
+
+def test_records_must_share_one_keypoints_layout(ds):
+    recs = _mpii_records(ds)
+    mixed = [recs[0], ds.split("test")[1]]
+    with pytest.raises(ValueError, match=r"records\[1\].*'h36m_17'.*'mpii_16'"):
+        pl.sequences_from_records(mixed, layout="h36m_17")
+    bad = [recs[0]._replace(keypoints_layout="coco_17")]
+    with pytest.raises(ValueError, match=r"records\[0\]\.keypoints.*coco_17"):
+        pl.sequences_from_records(bad, layout="h36m_17")
+    bad = [recs[0]._replace(confidence=np.ones((recs[0].num_frames, 17), np.float32))]
+    with pytest.raises(ValueError, match=r"records\[0\]\.confidence"):
+        pl.sequences_from_records(bad, layout="h36m_17", with_confidence=True)

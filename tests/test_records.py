@@ -1,5 +1,7 @@
 """TFDS pose-sequence example dicts <-> SequenceRecord (jpose.datasets.records)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ from jpose import camera as camera_lib
 from jpose import skeleton
 from jpose.datasets import multiview as mv
 from jpose.datasets import pipelines
+from jpose.datasets import protocols
 from jpose.datasets import records as R
 
 CAMERA_FIELDS = ("rotation", "centre", "focal", "principal", "radial", "tangential", "image_size")
@@ -41,6 +44,10 @@ def test_round_trip_sample_data(sample, split):
     assert len(examples) == len(want)
     got = R.records_from_examples(examples, layout=sample.layout)
     _assert_records_equal(got, want)
+    for r in got:  # None in the generated data: the schema's "all valid, no activity".
+        assert r.keypoints_layout is None
+        assert r.valid.dtype == bool and r.valid.shape == (r.num_frames,) and r.valid.all()
+        assert r.activity.dtype == np.int32 and not r.activity.any()
     # The records feed the training sequences exactly as the originals do.
     a = pipelines.sequences_from_records(got, layout=sample.layout, actions=sample.actions)
     b = pipelines.sequences_from_records(want, layout=sample.layout, actions=sample.actions)
@@ -140,3 +147,59 @@ def test_bad_examples_are_named():
         R.records_from_examples([dict(ex, subject=3)])
     with pytest.raises(ValueError, match="one dict"):
         R.records_from_examples(ex)
+
+
+def test_valid_and_activity_filled_and_round_trip():
+    """MPI-INF-3DHP test-like frames: valid_frame and activity ids 1..7 per frame."""
+    valid = np.asarray([True, False, True, True, False])
+    activity = np.asarray([1, 1, 4, 7, 2], np.int32)
+    ex = dict(_builder_example(5, valid=valid), activity=activity)
+    (rec,) = R.records_from_examples([ex])
+    np.testing.assert_array_equal(rec.valid, valid)
+    np.testing.assert_array_equal(rec.activity, activity)
+    assert rec.valid.dtype == bool and rec.activity.dtype == np.int32
+    assert not rec.visible[1].any() and not rec.visible[4].any()  # invalid frames
+    # record -> example -> record keeps them.
+    back = R.example_from_record(rec)
+    np.testing.assert_array_equal(back["valid"], valid)
+    np.testing.assert_array_equal(back["activity"], activity)
+    (again,) = R.records_from_examples([back])
+    _assert_records_equal([again], [rec])
+    np.testing.assert_array_equal(again.valid, valid)
+    np.testing.assert_array_equal(again.activity, activity)
+    # Sliced by frames (protocols) together with the other per-frame fields.
+    part = protocols.slice_frames(rec, slice(1, 4))
+    np.testing.assert_array_equal(part.valid, valid[1:4])
+    np.testing.assert_array_equal(part.activity, activity[1:4])
+    assert part.positions_world.shape[0] == 3
+    (strided,) = protocols.stride_frames([rec], 2)
+    np.testing.assert_array_equal(strided.activity, activity[::2])
+    # Absent keys: None (every frame counts, no activity).
+    bare = {k: v for k, v in ex.items() if k not in ("valid", "activity")}
+    (rec,) = R.records_from_examples([bare])
+    assert rec.valid is None and rec.activity is None and rec.visible[4].all()
+    assert protocols.slice_frames(rec, slice(0, 2)).valid is None
+    with pytest.raises(ValueError, match=r"examples\[0\]\['activity'\]"):
+        R.records_from_examples([dict(ex, activity=activity[:4])])
+
+
+def test_records_with_native_keypoints_are_not_examples(sample):
+    rec = sample.split("test")[0]
+    f = rec.num_frames
+    coco = rec._replace(keypoints=np.zeros((f, 17, 2), np.float32), keypoints_layout="coco_17")
+    with pytest.raises(ValueError, match="coco_17.*convert_keypoints=True"):
+        R.example_from_record(coco)
+
+
+def test_multiview_helpers_keep_the_new_fields_consistent(sample, tmp_path):
+    recs = sample.split("test")[:2]
+    f = recs[0].num_frames
+    coco = recs[0]._replace(keypoints=np.zeros((f, 17, 2), np.float32), keypoints_layout="coco_17")
+    with pytest.raises(ValueError, match="keypoints_layout differs"):
+        mv.stack_records([coco, recs[1]])
+    stacked = mv.stack_records([coco, recs[1]], fields=("positions_camera", "visible"))
+    assert stacked["positions_camera"].shape[0] == f + recs[1].num_frames
+    marked = dataclasses.replace(sample, sequences=(recs[0]._replace(valid=np.ones(f, bool)),)
+                                 + sample.sequences[1:])
+    with pytest.raises(ValueError, match=r"sequences\[0\].*'valid'"):
+        mv.save_multiview_dataset(marked, str(tmp_path / "x.npz"))

@@ -70,8 +70,39 @@ def test_length_invariant_bones_are_the_eleven_of_li_et_al():
                                                 (3, 2), (4, 0), (1, 0), (10, 9)}
     # Layouts without a pelvis or head keep only the bones they have.
     assert len(sk.LSP_14.bone_subset("length_invariant")) == 8
+    assert len(sk.MPI_INF_3DHP_17.bone_subset("length_invariant")) == 11
     with pytest.raises(KeyError, match="no bone subset"):
         sk.H36M_17.bone_subset("nonexistent")
+
+
+def test_mpii_length_invariant_bones_are_the_eleven_of_li_et_al():
+    """Li et al. (ICCV 2019) Eq. 5 on MPII: chin -> head top is upper_neck -> head_top."""
+    s = sk.MPII_16
+    names = dict(s.bone_subsets)["length_invariant"]
+    assert set(names) == {
+        ("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow"),
+        ("left_elbow", "left_wrist"), ("right_elbow", "right_wrist"),
+        ("left_hip", "left_knee"), ("right_hip", "right_knee"),
+        ("left_knee", "left_ankle"), ("right_knee", "right_ankle"),
+        ("pelvis", "left_hip"), ("pelvis", "right_hip"),
+        ("upper_neck", "head_top"),
+    }
+    bones = s.bone_subset("length_invariant")
+    assert len(bones) == 11
+    # (child, parent) in mpii_16 indices (0 r_ankle, 1 r_knee, 2 r_hip, 3 l_hip, 4 l_knee,
+    # 5 l_ankle, 6 pelvis, 7 thorax, 8 upper_neck, 9 head_top, 10 r_wrist, 11 r_elbow,
+    # 12 r_shoulder, 13 l_shoulder, 14 l_elbow, 15 l_wrist), written out by hand.
+    assert set(bones) == {(14, 13), (11, 12), (15, 14), (10, 11), (4, 3), (1, 2), (5, 4),
+                          (0, 1), (3, 6), (2, 6), (9, 8)}
+    # Every one is an edge of the MPII tree, as in Human3.6M-17.
+    assert set(bones) <= set(s.bones)
+    assert set(sk.H36M_17.bone_subset("length_invariant")) <= set(sk.H36M_17.bones)
+    # The stand-in is used only where the canonical joint is missing: Human3.6M-17 keeps
+    # head -> head_top, and the limbs subset is unchanged.
+    assert ("head", "head_top") in dict(sk.H36M_17.bone_subsets)["length_invariant"]
+    assert len(s.bone_subset("limbs")) == 8
+    # Dropping upper_neck drops the bone in the new value only.
+    assert len(s.remove_joints(["upper_neck"]).bone_subset("length_invariant")) == 10
 
 
 def test_layouts_are_immutable_and_removal_returns_new_value():

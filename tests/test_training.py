@@ -6,6 +6,7 @@ compared in one process.
 
 import functools
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -20,10 +21,11 @@ import numpy as np
 import optax
 import pytest
 
+from jpose.evaluators import protocols as eval_lib
+from jpose.nets import network
+from jpose.recipes import supervised
 from jpose.training import checkpoint as ckpt_lib
-from jpose.training import evaluate as eval_lib
 from jpose.training import logs, loop, optim, parallel, step as step_lib
-from jpose.training.models import make_lifter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ("sample_videopose", "videopose_27f", "videopose_243f", "martinez_mlp")
@@ -37,22 +39,31 @@ def load_config(name: str, arg: str = "tiny") -> ml_collections.ConfigDict:
     return module.get_config(arg)
 
 
-def _tiny_setup(num_devices: int, batch_size: int = 8):
-    model = make_lifter({"kind": "temporal", "variant": "tiny_9f"})
+def _tiny_nets(hp):
+    return supervised.networks(hp, {"num_joints_in": 17, "num_joints_out": 17, "in_features": 2})
+
+
+def _tiny_setup(num_devices: int, batch_size: int = 8, trajectory: bool = False):
+    hp = ml_collections.ConfigDict({
+        "model": {"kind": "temporal", "variant": "tiny_9f", "overrides": {}},
+        "recipe": {"name": "supervised", "stream": "labelled", "trajectory": trajectory}})
+    nets = _tiny_nets(hp)
     tx = optax.amsgrad(1e-3)
     mesh = parallel.make_mesh(jax.devices()[:num_devices])
-    init_fn = functools.partial(step_lib.init_state, model, tx)
+    init_fn = functools.partial(step_lib.init_state, supervised.RECIPE, nets, hp, tx)
     rng = jax.random.key(0)
     abstract = jax.eval_shape(init_fn, rng)
     state = jax.jit(init_fn, out_shardings=step_lib.state_shardings(abstract, mesh))(rng)
     step = step_lib.jit_train_step(
-        step_lib.make_train_step(model, tx, step_lib.supervised_loss,
+        step_lib.make_train_step(supervised.RECIPE, nets, hp, tx,
                                  learning_rate=lambda s: 1e-3, bn_momentum=lambda s: 0.1),
         abstract, mesh)
     data_rng = np.random.default_rng(0)
-    batches = [{"inputs": data_rng.normal(size=(batch_size, 9, 17, 2)).astype(np.float32),
-                "poses_3d": data_rng.normal(size=(batch_size, 1, 17, 3)).astype(np.float32),
-                "weight": np.ones(batch_size, np.float32)} for _ in range(3)]
+    batches = [{"labelled": {
+        "inputs": data_rng.normal(size=(batch_size, 9, 17, 2)).astype(np.float32),
+        "poses_3d": data_rng.normal(size=(batch_size, 1, 17, 3)).astype(np.float32),
+        "trajectory": data_rng.uniform(2, 6, size=(batch_size, 1, 3)).astype(np.float32),
+        "weight": np.ones(batch_size, np.float32)}} for _ in range(3)]
     return mesh, state, step, batches
 
 
@@ -63,7 +74,7 @@ def test_train_step_one_device_equals_four_devices():
         for b in batches:
             state, metrics = step(state, parallel.global_batch(b, mesh), jax.random.key(7))
         assert int(state["step"]) == 3
-        assert len(state["params"]["expand_conv"]["kernel"].sharding.device_set) == n
+        assert len(state["params"]["pose"]["expand_conv"]["kernel"].sharding.device_set) == n
         results.append(jax.device_get((state["params"], state["batch_stats"], metrics)))
     # Same global batch, same dropout masks (keys folded from the step): same result up to
     # the order of the all-reduce's float additions.
@@ -101,14 +112,19 @@ def test_non_finite_metrics_stop_naming_the_step():
         loop._flush(pending, None, 100)
 
 
-def test_exploding_run_stops_before_checkpointing_nan(tmp_path):
+@pytest.mark.parametrize("learning_rate, message", [
+    (1e30, r"non-finite at step \d+"),
+    # lr 1e8 gives a loss ~1e16 that stays finite: stopped as diverged, not left to run.
+    (1e8, r"the loss diverged to .* at step \d+ .* above max_loss=1000")])
+def test_exploding_run_stops_before_checkpointing(tmp_path, learning_rate, message):
     config = load_config("sample_videopose")
-    config.optimizer.learning_rate = 1e30
+    config.optimizer.learning_rate = learning_rate
     config.num_steps = 12
     config.checkpoint_every = 12
-    with pytest.raises(loop.NonFiniteLossError, match=r"non-finite at step \d+"):
+    with pytest.raises(loop.NonFiniteLossError, match=message):
         loop.train_and_evaluate(config, str(tmp_path), progress=False)
     assert not os.path.exists(tmp_path / "checkpoints" / "12")
+    assert not os.path.exists(tmp_path / "eval.json")  # never an "Infinity" in it
 
 
 def test_evaluation_numbers_on_a_hand_built_case():
@@ -125,23 +141,23 @@ def test_evaluation_numbers_on_a_hand_built_case():
         xy = rng.normal(size=(frames, 17, 2)).astype(np.float32)
         target = np.concatenate([xy, np.full((frames, 17, 1), 2.0 + dz, np.float32)], -1)
         seqs.append((action, xy, target))
-    acc = eval_lib.evaluate(None, None, seqs, predict_fn=predict_fn, bucket=8)
+    acc = eval_lib.evaluate(predict_fn, None, seqs, bucket=8)
     # Root-relative comparison: the constant depth cancels after subtracting the root.
     assert acc.per_action_mm("mpjpe") == pytest.approx({"a": 0.0, "b": 0.0}, abs=1e-3)
     shifted = [(a, x, t + np.array([0, 0, 0.05], np.float32) * (np.arange(17) == 3)[:, None])
                for a, x, t in seqs]
-    acc = eval_lib.evaluate(None, None, shifted, predict_fn=predict_fn, bucket=8)
+    acc = eval_lib.evaluate(predict_fn, None, shifted, bucket=8)
     # Only joint 3 is 50 mm off: mean over 17 joints.
     assert acc.action_wise_mm("mpjpe") == pytest.approx(50 / 17, rel=1e-4)
     assert acc.counts["mpjpe"] == {"a": 5 * 17, "b": 11 * 17}
 
 
 def test_flip_averaging_is_exact_for_a_mirror_equivariant_model():
-    model = make_lifter({"kind": "temporal", "variant": "tiny_9f"})
+    model = network.build({"kind": "temporal", "variant": "tiny_9f"})
     variables = model.init(jax.random.key(0))
     keypoints = jax.random.normal(jax.random.key(1), (1, 20, 17, 2))
-    plain = eval_lib.make_predict_fn(model)(variables, keypoints)
-    flipped = eval_lib.make_predict_fn(model, flip_layouts=("h36m_17", "h36m_17"))
+    plain = eval_lib.make_predict_fn(model.predict)(variables, keypoints)
+    flipped = eval_lib.make_predict_fn(model.predict, flip_layouts=("h36m_17", "h36m_17"))
     # Averaging f(x) with mirror(f(mirror(x))): applying it to mirror(x) gives the mirror.
     from jpose import skeleton
     a = flipped(variables, keypoints)
@@ -191,27 +207,28 @@ def test_incompatible_checkpoint_is_refused_and_kept(tmp_path):
     assert sorted(os.listdir(tmp_path / "checkpoints")) == before
 
 
-def _train_command(workdir, *extra):
-    return [sys.executable, os.path.join(ROOT, "launch", "train.py"),
-            f"--config={os.path.join(ROOT, 'launch', 'configs', 'sample_videopose.py')}:tiny",
+def _train_command(workdir, *extra, config=None):
+    config = config or os.path.join(ROOT, "launch", "configs", "sample_videopose.py") + ":tiny"
+    return [sys.executable, os.path.join(ROOT, "launch", "train.py"), f"--config={config}",
             f"--workdir={workdir}", "--config.num_steps=14", "--config.checkpoint_every=2",
             "--config.eval_every=0", *extra]
 
 
 def _final_params(workdir):
-    config = load_config("sample_videopose")
-    config.num_steps = 14
-    _, variables, _ = loop.restore_for_inference(config, str(workdir))
-    return jax.device_get(variables)
+    return jax.device_get(loop.restore_for_inference(str(workdir)).variables)
 
 
-def test_kill_at_any_step_and_resume_matches_uninterrupted_run(tmp_path):
+TOY = os.path.join(ROOT, "tests", "toy_two_stream.py")
+
+
+def test_two_stream_recipe_killed_at_any_step_resumes_bit_identically(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     straight = tmp_path / "straight"
-    subprocess.run(_train_command(straight), check=True, env=env, capture_output=True)
+    subprocess.run(_train_command(straight, config=TOY), check=True, env=env,
+                   capture_output=True)
     resumed = tmp_path / "resumed"
-    proc = subprocess.Popen(_train_command(resumed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_train_command(resumed, config=TOY), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpts = resumed / "checkpoints"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -224,12 +241,67 @@ def test_kill_at_any_step_and_resume_matches_uninterrupted_run(tmp_path):
     proc.wait()
     killed_at = max(int(d) for d in os.listdir(ckpts) if d.isdigit())
     assert 6 <= killed_at < 14
-    subprocess.run(_train_command(resumed), check=True, env=env, capture_output=True)
+    subprocess.run(_train_command(resumed, config=TOY), check=True, env=env,
+                   capture_output=True)
     a, b = _final_params(straight), _final_params(resumed)
     jax.tree.map(np.testing.assert_array_equal, a, b)
-    steps = [r["step"] for r in logs.MetricsLog.read(str(resumed / "metrics.jsonl"))
-             if r["kind"] == "train"]
+    records = logs.MetricsLog.read(str(resumed / "metrics.jsonl"))
+    steps = [r["step"] for r in records if r["kind"] == "train"]
     assert steps == sorted(set(steps)) and steps[-1] == 14  # no duplicated log records
+    assert all("bone" in r for r in records if r["kind"] == "train")  # both streams used
+    # A rerun of the finished run re-evaluates without duplicating the eval row.
+    subprocess.run(_train_command(resumed, config=TOY), check=True, env=env,
+                   capture_output=True)
+    evals = [r["step"] for r in logs.MetricsLog.read(str(resumed / "metrics.jsonl"))
+             if r["kind"] == "eval"]
+    assert evals == [14]
+    assert oct(os.stat(resumed / "eval.json").st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_evaluate_and_export_need_only_the_workdir(tmp_path):
+    """A run trained with a dotted override is evaluated and exported from its workdir."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    workdir = tmp_path / "run"
+    subprocess.run(_train_command(workdir, "--config.global_batch_size=16",
+                                  "--config.num_steps=4"), check=True, env=env,
+                   capture_output=True)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "evaluate.py"),
+                          f"--workdir={workdir}"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with open(workdir / "eval.json") as f:
+        trained = json.load(f)
+    action_wise = trained["protocols_mm"]["mpjpe"]["action_wise"]
+    assert f"{action_wise:.1f}" in out.stdout
+    export = tmp_path / "export"
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "export.py"),
+                          f"--workdir={workdir}", f"--output={export}"], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with open(export / "metadata.json") as f:
+        meta = json.load(f)
+    assert meta["user"]["config"]["global_batch_size"] == 16
+    assert meta["user"]["predictor"] == "pose"
+    assert oct(os.stat(export).st_mode & 0o777) == oct(0o777 & ~_umask())
+
+
+def test_user_errors_are_one_line(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "train.py"),
+                          "--config=no/such/config.py", f"--workdir={tmp_path}"], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert out.stderr.strip() == "train.py: error: --config: no such file 'no/such/config.py'"
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "evaluate.py"),
+                          f"--workdir={tmp_path / 'empty'}"], env=env, capture_output=True,
+                         text=True)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "evaluate.py: error: --workdir=" in out.stderr
 
 
 def _free_port() -> int:
@@ -257,8 +329,6 @@ def test_two_processes_train_together_like_one(tmp_path):
     subprocess.run(_train_command(single, "--config.num_steps=4",
                                   "--config.checkpoint_every=4"),
                    check=True, env=env4, capture_output=True)
-    config = load_config("sample_videopose")
-    config.num_steps = 4
-    a = jax.device_get(loop.restore_for_inference(config, str(multi))[1])
-    b = jax.device_get(loop.restore_for_inference(config, str(single))[1])
+    a = _final_params(multi)
+    b = _final_params(single)
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)

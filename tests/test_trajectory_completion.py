@@ -543,6 +543,68 @@ def test_launch_run_batches_units_and_errors(tmp_path):
     assert not (tmp_path / "x.npz").exists()
 
 
+def test_launch_refuses_implausible_units_with_a_hint(tmp_path):
+    launch = _launch_module()
+    d = td.corrupt(td.walking(20, 4), 4)
+    spread = launch.joint_spread(d.poses[None], d.confidence[None], np.ones((1, 20), bool),
+                                 tau=0.5)
+    assert 0.1 < spread < 1.0  # a human in metres
+    np.savez(tmp_path / "mm.npz", poses=1000 * d.poses, confidence=d.confidence)
+    np.savez(tmp_path / "m.npz", poses=d.poses, confidence=d.confidence)
+    np.savez(tmp_path / "km.npz", poses=1e6 * d.poses, confidence=d.confidence)
+    out = tmp_path / "out.npz"
+    with pytest.raises(ValueError, match=r"mm\.npz: 'poses' have a median joint distance .* "
+                                         r"m, implausible .* pass --units=mm$"):
+        launch.run(str(tmp_path / "mm.npz"), str(out), progress=False)
+    with pytest.raises(ValueError, match=r"m\.npz: .* mm, implausible .* pass --units=m$"):
+        launch.run(str(tmp_path / "m.npz"), str(out),
+                   config=tc.CompletionConfig(units="mm"), progress=False)
+    with pytest.raises(ValueError, match="neither metres nor millimetres fit"):
+        launch.run(str(tmp_path / "km.npz"), str(out), progress=False)
+    assert not out.exists()
+    # Through main (what the command line runs): one line, no traceback.
+    from absl import flags
+
+    fv = flags.FlagValues()
+    launch.define_flags(fv)
+    fv(["complete_trajectories.py", f"--input={tmp_path / 'mm.npz'}", f"--output={out}"])
+    with pytest.raises(SystemExit) as e:
+        launch.main(["complete_trajectories.py"], flag_values=fv)
+    message = str(e.value.code)
+    assert message.startswith("complete_trajectories.py: error: ") and "\n" not in message
+    assert "mm.npz" in message and message.endswith("pass --units=mm")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    fv.input = str(tmp_path / "empty.npz")
+    with pytest.raises(SystemExit, match=r"^complete_trajectories\.py: error: input '.*empty"
+                                         r"\.npz' is empty \(0 bytes\)$"):
+        launch.main(["complete_trajectories.py"], flag_values=fv)
+    assert not out.exists()
+
+
+def test_launch_never_writes_non_finite_poses(tmp_path, monkeypatch):
+    launch = _launch_module()
+    data = [td.corrupt(td.walking(12, s), s) for s in (1, 2, 3)]
+    np.savez(tmp_path / "in.npz", poses=np.stack([d.poses for d in data]),
+             confidence=np.stack([d.confidence for d in data]))
+    out = tmp_path / "out.npz"
+    out.write_bytes(b"previous output")
+
+    def diverged(poses, confidence, *, config, frame_mask):  # the second video blows up
+        poses = np.array(poses)
+        status = np.zeros(poses.shape[0], np.int32)
+        poses[1, 3] = np.nan
+        status[1] = _loop.Status.NON_FINITE
+        return tc.CompletionResult(poses, status, np.ones_like(status),
+                                   np.zeros(poses.shape[0]), None)
+
+    monkeypatch.setattr(tc, "complete_trajectories", diverged)
+    with pytest.raises(ValueError, match=r"^1 of 3 video\(s\) gave non-finite poses \(status "
+                                         r"non-finite; video index 1\); nothing written"):
+        launch.run(str(tmp_path / "in.npz"), str(out), batch_size=3, progress=False)
+    assert out.read_bytes() == b"previous output"
+    assert sorted(os.listdir(tmp_path)) == ["in.npz", "out.npz"]  # no temp file left
+
+
 def test_launch_script_end_to_end(tmp_path):
     import subprocess
     import sys

@@ -41,8 +41,10 @@ In-plane rotation and scale (:func:`rotate_scale_example`)
 Random erasing (:func:`random_erasing`), Zhong et al., "Random Erasing Data
 Augmentation", AAAI 2020: per image, with probability ``probability``, one rectangle of
 area ``U(area_range) * H * W`` and aspect ratio (height / width) log-uniform in
-``aspect_range`` at a uniform position is filled with one random colour. Unlike the
-paper, which redraws until the rectangle fits, sides are clipped to the image (one
+``aspect_range`` at a uniform position is filled with the dataset's mean pixel
+(``mean_pixel``, as in Yang Li's thesis §2.4; compute it with :func:`mean_pixel_of`) or,
+when none is given, with one random colour (Zhong et al.'s random-value variant). Unlike
+the paper, which redraws until the rectangle fits, sides are clipped to the image (one
 draw, vectorised).
 """
 
@@ -66,6 +68,7 @@ __all__ = [
     "apply_clip_augmentation",
     "augment_clip",
     "erase_rectangles",
+    "mean_pixel_of",
     "random_erasing",
 ]
 
@@ -336,20 +339,61 @@ def erase_rectangles(images: np.ndarray, boxes: np.ndarray, colours: np.ndarray)
     return flat.reshape(images.shape)
 
 
+def mean_pixel_of(images: np.ndarray) -> np.ndarray:
+    """The mean pixel of a set of images ``(..., H, W, C)``: (C,) float64, the mean over
+    every pixel of every image, per channel, in the images' value units (0-255 for uint8).
+
+    Pass it as ``random_erasing(..., mean_pixel=...)``. Accumulates in float64 (for uint8
+    the per-channel sums are exact up to 2**53 / 255 pixels).
+    """
+    images = np.asarray(images)
+    if images.ndim < 3:
+        raise ValueError(f"images: expected (..., H, W, C), got shape {images.shape}")
+    if images.size == 0:
+        raise ValueError(f"images: no pixels to average (shape {images.shape})")
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise ValueError(f"images: expected integer or float pixels, got dtype {images.dtype}")
+    return images.reshape(-1, images.shape[-1]).mean(axis=0, dtype=np.float64)
+
+
+def _fill_colour(mean_pixel, images: np.ndarray) -> np.ndarray:
+    """``mean_pixel`` as a (C,) array of the images' dtype (integers: rounded, in range)."""
+    channels = images.shape[-1]
+    fill = np.asarray(mean_pixel)
+    if fill.shape != (channels,) or not np.issubdtype(fill.dtype, np.number):
+        raise ValueError(f"mean_pixel: expected ({channels},) per-channel values, got {fill!r}")
+    fill = fill.astype(np.float64)
+    if not np.all(np.isfinite(fill)):
+        raise ValueError(f"mean_pixel: expected finite values, got {mean_pixel!r}")
+    if np.issubdtype(images.dtype, np.integer):
+        info = np.iinfo(images.dtype)
+        # A float mean (e.g. 123.7) would be truncated by a plain cast; round to the nearest
+        # representable pixel instead.
+        fill = np.clip(np.rint(fill), info.min, info.max)
+    return fill.astype(images.dtype)
+
+
 def random_erasing(images: np.ndarray, rng: np.random.Generator, *, probability: float = 0.5,
                    area_range: tuple[float, float] = (0.02, 0.4),
                    aspect_range: tuple[float, float] = (0.3, 1 / 0.3),
+                   mean_pixel: np.ndarray | None = None,
                    value_range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Random erasing of each image of ``images`` (..., H, W, C) (module docstring).
 
     Args:
       images: decoded pixels; uint8 or float.
-      rng: the random stream (one draw of each kind per image, vectorised).
+      rng: the random stream. Always the same draws, whatever the fill: per image one
+        erase decision, area, aspect, top and left, then C colour values, so a given
+        ``rng`` state gives the same boxes with ``mean_pixel`` as without.
       probability: chance that an image is erased.
       area_range: rectangle area as a fraction of ``H * W`` (paper: 0.02-0.4).
       aspect_range: height / width, log-uniform (paper: 0.3-1/0.3).
-      value_range: colour range per channel; default ``[0, 255]`` integers for integer
-        images, ``[0, 1]`` for floats.
+      mean_pixel: (C,) per-channel fill, in the images' units: the dataset's mean pixel
+        (:func:`mean_pixel_of` on the training images; thesis §2.4). Every erased
+        rectangle is set to it (integer images: rounded to the nearest, halves to even).
+        Give it for the thesis setting; ``None`` falls back to a random colour per image.
+      value_range: range of the random colour per channel (only without ``mean_pixel``);
+        default ``[0, 255]`` integers for integer images, ``[0, 1]`` for floats.
 
     Returns:
       ``(erased images, boxes)``; ``boxes`` (..., 4) int32 ``(top, left, height, width)``,
@@ -368,6 +412,7 @@ def random_erasing(images: np.ndarray, rng: np.random.Generator, *, probability:
     r_lo, r_hi = (float(v) for v in aspect_range)
     if not 0.0 < r_lo <= r_hi or not math.isfinite(r_hi):
         raise ValueError(f"aspect_range: expected 0 < low <= high, got {aspect_range!r}")
+    fill = None if mean_pixel is None else _fill_colour(mean_pixel, images)
     integer = np.issubdtype(images.dtype, np.integer)
     if value_range is None:
         value_range = (0, 255) if integer else (0.0, 1.0)
@@ -381,10 +426,14 @@ def random_erasing(images: np.ndarray, rng: np.random.Generator, *, probability:
     w = np.clip(np.rint(np.sqrt(area / aspect)), 1, width).astype(np.int64)
     top = np.floor(rng.random(n) * (height - h + 1)).astype(np.int64)
     left = np.floor(rng.random(n) * (width - w + 1)).astype(np.int64)
+    # The colours are drawn even with a mean-pixel fill so that the stream advances the
+    # same way in both settings (reproducible boxes; a caller's next draw is unaffected).
     if integer:
         colours = rng.integers(int(v_lo), int(v_hi), size=(n, channels), endpoint=True)
     else:
         colours = rng.uniform(float(v_lo), float(v_hi), size=(n, channels))
+    if fill is not None:
+        colours = np.broadcast_to(fill, (n, channels))
     boxes = np.stack([top, left, h, w], axis=-1) * erase[:, None]
     boxes = boxes.astype(np.int32).reshape(lead + (4,))
     colours = colours.reshape(lead + (channels,))

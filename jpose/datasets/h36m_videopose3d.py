@@ -28,11 +28,18 @@ camera), 50 fps, NumPy float32, with
 * ``positions_camera`` (F, J, 3) m: ``R (x_world - centre)`` (:func:`jpose.camera.world_to_camera`);
 * ``keypoints_clean`` (F, J, 2) px: the Human3.6M projection (with distortion) of the 3D
   truth (:func:`jpose.camera.project_perspective`);
-* ``keypoints`` (F, J, 2) px: the file's 2D detections, converted from the file's joint
-  layout to ``layout`` by joint name, truncated to the 3D length F (some videos have a
-  few extra frames; VideoPose3D ``run.py`` cuts them the same way);
-* ``confidence`` ones, ``outlier`` False (the files carry neither);
-* ``visible``: the clean keypoint lies in the image, ``0 <= u <= width`` and
+* ``keypoints`` (F, J_kp, 2) px: the file's 2D detections **in the file's own joint
+  layout**, as VideoPose3D feeds them to its model (``coco_17`` for the Detectron file,
+  ``mpii_16`` for the stacked-hourglass files, ``h36m_17`` for the ground-truth and CPN
+  files), truncated to the 3D length F (some videos have a few extra frames; VideoPose3D
+  ``run.py`` cuts them the same way). ``keypoints_layout`` names that layout when it
+  differs from ``layout`` (else None). With ``convert_keypoints=True`` they are instead
+  converted to ``layout`` by joint name (:func:`jpose.skeleton.convert`, which
+  synthesises the joints the file lacks, e.g. the COCO pelvis as the mid-hip), and
+  ``keypoints_layout`` is None;
+* ``confidence`` ones, ``outlier`` False (the files carry neither), (F, J_kp) like
+  ``keypoints``;
+* ``visible`` (F, J): the clean keypoint lies in the image, ``0 <= u <= width`` and
   ``0 <= v <= height``, and in front of the camera (``z > 0``).
 
 ``action`` keeps the file's name (``'Directions 1'``, ``'Photo'``, ...); use
@@ -233,6 +240,7 @@ def load_videopose3d_h36m(
     subjects: Sequence[str] | None = None,
     layout: str = "h36m_17",
     keypoints_layout: str | None = None,
+    convert_keypoints: bool = False,
 ) -> tuple[SequenceRecord, ...]:
     """Loads Human3.6M from VideoPose3D's ``.npz`` files; one record per (subject, action, camera).
 
@@ -244,9 +252,12 @@ def load_videopose3d_h36m(
         the module docstring); the default refuses with :class:`PickleNotAllowedError`.
       subjects: subject names to load, e.g. :data:`H36M_TRAIN_SUBJECTS`; default every
         subject of the 3D file, ordered S1, S5, ..., S11.
-      layout: joint layout of every output array (a :mod:`jpose.skeleton` name).
+      layout: joint layout of the 3D arrays, ``keypoints_clean`` and ``visible`` (a
+        :mod:`jpose.skeleton` name).
       keypoints_layout: layout of the 2D file's joints; default inferred from its
         ``metadata`` (:func:`infer_keypoints_layout`).
+      convert_keypoints: False (default): ``keypoints`` stay in ``keypoints_layout``, as
+        VideoPose3D uses them; True: converted to ``layout`` by joint name.
 
     Returns:
       Records ordered by subject, then action (3D file order), then camera 0..3; the
@@ -264,6 +275,8 @@ def load_videopose3d_h36m(
     path_3d, path_2d, metadata_xml = (os.fspath(p) for p in (path_3d, path_2d, metadata_xml))
     if not isinstance(allow_pickle, (bool, np.bool_)):
         raise ValueError(f"allow_pickle: expected a bool, got {allow_pickle!r}.")
+    if not isinstance(convert_keypoints, (bool, np.bool_)):
+        raise ValueError(f"convert_keypoints: expected a bool, got {convert_keypoints!r}.")
     _check_files([("3D poses (data_3d_h36m.npz)", path_3d),
                   ("2D keypoints (data_2d_h36m_<source>.npz)", path_2d),
                   ("cameras (metadata.xml)", metadata_xml)])
@@ -282,6 +295,9 @@ def load_videopose3d_h36m(
     kp_layout = infer_keypoints_layout(metadata, keypoints_layout=keypoints_layout,
                                        source=path_2d)
     num_kp = skeleton_lib.get(kp_layout).num_joints
+    # Layout of the records' keypoints/confidence/outlier: None = the 3D layout.
+    det_layout = None if convert_keypoints or kp_layout == target.name else kp_layout
+    num_det = target.num_joints if det_layout is None else num_kp
 
     available = sorted(positions_3d, key=_subject_sort_key)
     if subjects is None:
@@ -342,7 +358,8 @@ def load_videopose3d_h36m(
                         f"sequence has {num_frames}; 2D may have extra frames (they are "
                         f"cut) but never fewer.")
                 kp = view[:num_frames].astype(np.float32)
-                detections.append(skeleton_lib.convert(kp, kp_layout, target))
+                detections.append(skeleton_lib.convert(kp, kp_layout, target)
+                                  if convert_keypoints else kp)
             world = skeleton_lib.convert(world32.astype(np.float32), "h36m_32", target)
             clips.append((action, world, detections))
         if not clips:
@@ -378,10 +395,11 @@ def load_videopose3d_h36m(
                     positions_camera=xyz,
                     keypoints_clean=uv,
                     keypoints=detections[c],
-                    confidence=np.ones((n, target.num_joints), np.float32),
-                    outlier=np.zeros((n, target.num_joints), bool),
+                    confidence=np.ones((n, num_det), np.float32),
+                    outlier=np.zeros((n, num_det), bool),
                     visible=visible,
                     camera=cam,
+                    keypoints_layout=det_layout,
                 ))
             start += n
     return tuple(records)

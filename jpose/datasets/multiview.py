@@ -103,6 +103,8 @@ _ARRAY_FIELDS = (
     "outlier",
     "visible",
 )
+# Per-joint fields in the record's keypoints_layout (the others are in the 3D layout).
+_DETECTION_FIELDS = ("keypoints", "confidence", "outlier")
 
 
 class SequenceRecord(NamedTuple):
@@ -122,6 +124,16 @@ class SequenceRecord(NamedTuple):
       visible: ``(F, J)`` bool, clean keypoint inside the image and in front.
       camera: this sequence's camera (:class:`jpose.camera.CameraParams`, NumPy float32,
         no leading axis).
+      keypoints_layout: jpose layout name (:func:`jpose.skeleton.get`) of ``keypoints``,
+        ``confidence`` and ``outlier`` when the 2D detections are in a layout other than
+        the 3D one, e.g. ``"coco_17"`` for VideoPose3D's Detectron file, so they have
+        ``J_kp`` joints instead of ``J``; None: the 3D layout (as everywhere in the
+        generated data). ``keypoints_clean`` and ``visible`` are always in the 3D layout
+        (they are the projection of ``positions_camera``).
+      valid: ``(F,)`` bool, the frames that count in evaluation (MPI-INF-3DHP test
+        ``valid_frame``), or None (every frame counts).
+      activity: ``(F,)`` int32 activity id per frame (MPI-INF-3DHP test: 1..7; the
+        pose-sequence schema writes 0 where a dataset has none), or None.
     """
 
     subject: str
@@ -136,6 +148,9 @@ class SequenceRecord(NamedTuple):
     outlier: np.ndarray
     visible: np.ndarray
     camera: camera_lib.CameraParams
+    keypoints_layout: str | None = None
+    valid: np.ndarray | None = None
+    activity: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -471,13 +486,19 @@ def stack_records(
     Returns a dict with each requested array field ``(N, ...)`` (``N`` = total frames),
     plus ``sequence`` (N,) int32 (index into ``records``), ``frame`` (N,) int32 (frame
     within its sequence), ``camera_index`` (N,) int32, ``subject`` and ``action`` (N,)
-    unicode, ``fps`` (N,) float32.
+    unicode, ``fps`` (N,) float32. The records stacked for ``keypoints``,
+    ``confidence`` or ``outlier`` must share one ``keypoints_layout``.
     """
     if not records:
         raise ValueError("records: expected at least one record")
     for f in fields:
         if f not in _ARRAY_FIELDS:
             raise ValueError(f"fields: unknown field {f!r}; expected some of {_ARRAY_FIELDS}")
+    kp_layouts = {r.keypoints_layout for r in records}
+    if len(kp_layouts) > 1 and set(fields) & set(_DETECTION_FIELDS):
+        raise ValueError(
+            f"records: keypoints_layout differs between records ({sorted(map(str, kp_layouts))}); "
+            f"their {sorted(set(fields) & set(_DETECTION_FIELDS))} cannot be stacked")
     out = {f: np.concatenate([getattr(r, f) for r in records], axis=0) for f in fields}
     lengths = [r.num_frames for r in records]
     out["sequence"] = np.repeat(np.arange(len(records), dtype=np.int32), lengths)
@@ -764,6 +785,12 @@ def save_multiview_dataset(dataset: MultiViewDataset, path: str) -> None:
     ``config`` (JSON) and ``format`` as 0-d unicode arrays.
     """
     recs = dataset.sequences
+    for i, r in enumerate(recs):
+        # The file format has no slots for them: refuse rather than drop them silently.
+        extra = [f for f in ("keypoints_layout", "valid", "activity") if getattr(r, f) is not None]
+        if extra:
+            raise ValueError(f"dataset.sequences[{i}]: fields {extra} are set; the multiview "
+                             f"file format stores only generated data, which has none")
     arrays: dict[str, np.ndarray] = {
         f: np.concatenate([getattr(r, f) for r in recs], axis=0) for f in _ARRAY_FIELDS
     }

@@ -8,8 +8,11 @@ Three layers, all in host memory (NumPy), no JAX:
    confidence as a third feature), the **root-relative** 3D pose in **metres** (camera
    frame, root joint zeroed) and the root **trajectory** in metres. Built from a
    :class:`~jpose.datasets.multiview.MultiViewDataset` by
-   :func:`sequences_from_multiview`, or from arrays by :func:`sequences_from_arrays`.
-   Non-finite values are rejected here, once, naming the sequence.
+   :func:`sequences_from_multiview`, from records by :func:`sequences_from_records`, or
+   from arrays by :func:`sequences_from_arrays`. The inputs may be in their own joint
+   layout (``J_in`` joints of :attr:`Sequences.input_layout`, e.g. COCO detections) and
+   the poses in another (``J_out`` of :attr:`Sequences.layout`). Non-finite values are
+   rejected here, once, naming the sequence.
 2. Example datasets, random-access ``grain.MapDataset`` s whose element ``i`` is a dict
    of NumPy arrays: :func:`temporal_windows` (one example per frame of every sequence,
    with the ``receptive_field``-frame input window around it: VideoPose3D's
@@ -36,13 +39,14 @@ Example dicts (``temporal_windows``; ``single_frames`` drops the window and targ
   layout ``[fx, fy, cx, cy, k1, k2, k3, t0, t1]``.
 
 Batches add ``weight`` (float32; 1 for a real example, 0 for padding, see
-``drop_remainder``), ``flipped`` (bool) and ``example_index`` (int32, the example's index
-in the dataset).
+``drop_remainder``), ``flipped`` (bool, the row is mirrored) and ``example_index`` (int32,
+the example's index in the dataset, in ``[0, N)`` also for mirrored rows).
 
 Shuffling: choice and reasons
 -----------------------------
 The epoch permutations come from NumPy, ``Generator(PCG64(SeedSequence([seed, 1,
-epoch]))).permutation(n)``, not from ``grain.MapDataset.shuffle``. Grain's shuffle is also
+epoch]))).permutation(n)`` (``n`` example slots: ``2 N`` with paired flips), not from
+``grain.MapDataset.shuffle``. Grain's shuffle is also
 random-access and reshuffles per epoch after ``.repeat``, but it seeds epoch ``e`` with
 ``seed + e``, so run ``seed=1`` replays run ``seed=0`` shifted by one epoch; it also
 computes one Feistel index per element in Python, and its stream is an implementation
@@ -56,15 +60,37 @@ datasets are ``grain.MapDataset`` s (they compose with ``.map``, ``.slice``,
 
 Flip augmentation
 -----------------
-VideoPose3D's ``augment``: each example of global batch ``k`` is flipped with probability
-1/2, decided by ``Generator(PCG64(SeedSequence([seed, 2, k]))).random(global_batch_size)
-< 0.5`` (entry = position in the global batch). A flip negates x of ``inputs`` (screen
-x; channel 0 only, the confidence is kept), of ``poses_3d`` and of ``trajectory``, swaps
-left and right joints (:attr:`jpose.skeleton.Skeleton.flip_permutation`), the same for
-every frame of the window, and mirrors the camera (``cx`` and ``t0`` negated, so that
-projecting the flipped 3D pose with the flipped camera gives the flipped 2D input).
-Negating screen x mirrors about the image centre, not the principal point; this is
-VideoPose3D's convention.
+Two schemes (``training_batches(..., flip_augment=..., flip_mode=...)``):
+
+* ``flip_mode="paired"`` (default), VideoPose3D's ``ChunkedGenerator(augment=True)``,
+  whose ``pairs`` list holds every chunk twice, with flip False and with flip True: an
+  epoch has ``2 N`` example slots for the ``N`` examples of the dataset. Slot ``i < N``
+  is example ``i`` as is, slot ``i >= N`` is example ``i - N`` mirrored; the epoch
+  permutation shuffles all ``2 N`` together, so ``steps_per_epoch = 2 N //
+  global_batch_size`` (``drop_remainder``; rounded up without), every example is seen
+  exactly once as is and once mirrored per epoch (with ``drop_remainder=False``; with
+  it, the epoch's last ``2 N mod B`` slots are skipped), and a batch mixes both.
+* ``flip_mode="random"``: an epoch has the ``N`` examples; each example of global batch
+  ``k`` is mirrored with probability 1/2, decided by
+  ``Generator(PCG64(SeedSequence([seed, 2, k]))).random(global_batch_size) < 0.5``
+  (entry = position in the global batch).
+
+A flip negates x of ``inputs`` (screen x; channel 0 only, the confidence is kept), of
+``poses_3d`` and of ``trajectory``, swaps left and right joints
+(:attr:`jpose.skeleton.Skeleton.flip_permutation`: the input layout's for ``inputs``,
+the output layout's for ``poses_3d``, VideoPose3D's ``kps_left/kps_right`` and
+``joints_left/joints_right``), the same for every frame of the window, and mirrors the
+camera (``cx`` and ``t0`` negated, so that projecting the flipped 3D pose with the
+flipped camera gives the flipped 2D input). Negating screen x mirrors about the image
+centre, not the principal point; this is VideoPose3D's convention.
+
+Input and output layouts
+------------------------
+The 2D inputs may be in another joint layout than the 3D poses, as VideoPose3D feeds
+its detectors' keypoints (COCO-17 from Detectron, MPII-16 from the stacked hourglass)
+unchanged to a model predicting Human3.6M-17 poses. :attr:`Sequences.input_layout`
+names the inputs' layout (None: ``layout``), and :attr:`Sequences.flip_layouts` gives
+the ``(input_layout, output_layout)`` pair that ``flip_augment`` takes.
 """
 
 from __future__ import annotations
@@ -95,8 +121,11 @@ __all__ = [
     "TrainingBatches",
     "training_batches",
     "flip_examples",
+    "FLIP_MODES",
 ]
 
+#: ``flip_mode`` values of :func:`training_batches`.
+FLIP_MODES = ("paired", "random")
 # Seed-stream tags: independent NumPy streams for the shuffle and the flips.
 _TAG_SHUFFLE, _TAG_FLIP = 1, 2
 # Indices of cx and t0 in the intrinsics 9-vector: the entries a horizontal flip negates.
@@ -157,17 +186,32 @@ class Sequences:
     Attributes:
       items: the sequences.
       action_names: action id -> name (ids index this tuple).
-      layout: joint layout of the inputs and poses (:func:`jpose.skeleton.get`), or None.
+      layout: joint layout of the poses (``J_out`` joints) and, unless ``input_layout``
+        says otherwise, of the inputs (:func:`jpose.skeleton.get` name), or None.
+      input_layout: joint layout of the inputs (``J_in`` joints) when it differs from
+        ``layout``, e.g. ``"coco_17"`` detections lifted to ``h36m_17`` poses; None: the
+        same as ``layout``. Stored as the layout's name, and None when it equals
+        ``layout``; its joint count must be ``J_in``.
     """
 
     items: tuple[TrainingSequence, ...]
     action_names: tuple[str, ...] = ()
     layout: str | None = None
+    input_layout: str | None = None
 
     def __post_init__(self):
         items = tuple(self.items)
         if not items:
             raise ValueError("sequences: empty; expected at least one sequence")
+        if self.input_layout is not None:
+            try:
+                skel_in = skeleton_lib.get(self.input_layout)
+            except (KeyError, ValueError, TypeError) as e:
+                raise ValueError(f"input_layout: {e}") from None
+            if _known_layout(self.layout) == skel_in.name:
+                object.__setattr__(self, "input_layout", None)
+            else:
+                object.__setattr__(self, "input_layout", skel_in.name)
         coerced = []
         ref = None
         for i, s in enumerate(items):
@@ -195,6 +239,11 @@ class Sequences:
                 raise ValueError(
                     f"sequences[{i}]: (J_in, C), (J_out, 3), no camera = {sig} differs from "
                     f"sequence 0's {ref}; all sequences must agree"
+                )
+            if self.input_layout is not None and inputs.shape[1] != skel_in.num_joints:
+                raise ValueError(
+                    f"sequences[{i}].inputs: {inputs.shape[1]} joints but input_layout "
+                    f"{skel_in.name!r} has {skel_in.num_joints}"
                 )
             _check_finite(inputs, f"sequences[{i}].inputs")
             _check_finite(poses, f"sequences[{i}].poses_3d")
@@ -258,6 +307,20 @@ class Sequences:
     def has_cameras(self) -> bool:
         return self.items[0].camera is not None
 
+    @property
+    def flip_layouts(self) -> tuple[str, str]:
+        """``(input layout, output layout)``, the ``flip_augment`` argument of
+        :func:`training_batches` that mirrors these sequences' inputs and poses.
+
+        Raises ``ValueError`` when ``layout`` is None (the left/right joints are unknown).
+        """
+        if self.layout is None:
+            raise ValueError(
+                "sequences: layout is None, so the left/right joints are unknown; pass "
+                "flip_augment=(input_layout, output_layout) explicitly"
+            )
+        return (self.layout if self.input_layout is None else self.input_layout, self.layout)
+
 
 def sequences_from_arrays(
     inputs: Sequence[np.ndarray],
@@ -269,6 +332,7 @@ def sequences_from_arrays(
     subjects: Sequence[str] | None = None,
     cameras: Sequence[np.ndarray] | None = None,
     layout: str | None = None,
+    input_layout: str | None = None,
 ) -> Sequences:
     """:class:`Sequences` from per-sequence arrays (already in the conventions above).
 
@@ -280,7 +344,9 @@ def sequences_from_arrays(
       action_names: action id -> name; empty: names are ``str(id)``.
       subjects: subject per sequence; None: ``""``.
       cameras: ``(9,)`` screen-unit intrinsics per sequence, or None.
-      layout: joint layout name, or None.
+      layout: joint layout name (of the poses, and of the inputs unless
+        ``input_layout`` is given), or None.
+      input_layout: joint layout name of the inputs when it differs from ``layout``.
     """
     n = len(inputs)
     for name, seq in (("poses_3d", poses_3d), ("trajectory", trajectory), ("actions", actions),
@@ -303,7 +369,8 @@ def sequences_from_arrays(
                 camera=None if cameras is None else cameras[i],
             )
         )
-    return Sequences(items=tuple(items), action_names=tuple(action_names), layout=layout)
+    return Sequences(items=tuple(items), action_names=tuple(action_names), layout=layout,
+                     input_layout=input_layout)
 
 
 def sequences_from_multiview(
@@ -350,9 +417,16 @@ def sequences_from_records(
     trajectory`` (root joint zeroed), metres; ``camera = intrinsics9(record.camera,
     screen=True)`` with ``with_cameras``.
 
+    Detections in their own layout (``record.keypoints_layout`` set, e.g. VideoPose3D's
+    COCO or MPII files) stay in it, as VideoPose3D feeds them: the inputs then have that
+    layout's ``J_in`` joints, the poses ``layout``'s ``J_out``, and the result's
+    ``input_layout`` names it (see :attr:`Sequences.flip_layouts` for flip augmentation).
+    All records must agree on it. ``keypoints_clean`` is in ``layout``, so
+    ``use_clean_2d`` inputs always are.
+
     Args:
       records: the sequences.
-      layout: their joint layout (gives the root joint).
+      layout: their 3D joint layout (gives the root joint).
       actions: action names defining the action ids (default: sorted names in
         ``records``).
     """
@@ -362,8 +436,31 @@ def sequences_from_records(
             raise ValueError(f"records[{i}]: expected a SequenceRecord, got {type(r).__name__}")
     if not records:
         raise ValueError(f"records: {what} has no sequences")
-    root = skeleton_lib.get(layout).root
+    skel = skeleton_lib.get(layout)
+    root = skel.root
     actions = tuple(sorted({r.action for r in records})) if actions is None else tuple(actions)
+    # The inputs' layout: each record's keypoints_layout (None = the 3D layout).
+    input_names = []
+    for i, r in enumerate(records):
+        name = skel.name
+        if not use_clean_2d and r.keypoints_layout is not None:
+            try:
+                kp_skel = skeleton_lib.get(r.keypoints_layout)
+            except (KeyError, ValueError, TypeError) as e:
+                raise ValueError(f"records[{i}].keypoints_layout: {e}") from None
+            name = kp_skel.name
+            if np.shape(r.keypoints)[-2:] != (kp_skel.num_joints, 2):
+                raise ValueError(
+                    f"records[{i}].keypoints: shape {np.shape(r.keypoints)} does not fit "
+                    f"keypoints_layout {name!r} ({kp_skel.num_joints} joints)"
+                )
+        input_names.append(name)
+    if len(set(input_names)) > 1:
+        first = next(i for i, n in enumerate(input_names) if n != input_names[0])
+        raise ValueError(
+            f"records[{first}]: keypoints in layout {input_names[first]!r} but records[0]'s "
+            f"are in {input_names[0]!r}; all records must share one keypoints layout"
+        )
     items = []
     for i, r in enumerate(records):
         if r.action not in actions:
@@ -372,6 +469,11 @@ def sequences_from_records(
         screen = np.asarray(camera_lib.pixels_to_screen(kp, r.camera.image_size), np.float32)
         if with_confidence:
             conf = np.ones(kp.shape[:-1], np.float32) if use_clean_2d else np.asarray(r.confidence, np.float32)
+            if conf.shape != kp.shape[:-1]:
+                raise ValueError(
+                    f"records[{i}].confidence: shape {conf.shape} does not match the "
+                    f"keypoints' {kp.shape[:-1]}"
+                )
             screen = np.concatenate([screen, conf[..., None]], axis=-1)
         cam_pos = np.asarray(r.positions_camera, np.float32)
         traj = cam_pos[:, root, :]
@@ -391,7 +493,8 @@ def sequences_from_records(
                 ),
             )
         )
-    return Sequences(items=tuple(items), action_names=actions, layout=layout)
+    return Sequences(items=tuple(items), action_names=actions, layout=layout,
+                     input_layout=input_names[0])
 
 
 # ------------------------------------------------------------------- example datasets
@@ -720,8 +823,12 @@ def _permutation(layout, num_joints: int | None, what: str) -> np.ndarray:
     return np.asarray(skel.flip_permutation, np.int64)
 
 
-def _resolve_flip(flip, num_in: int | None, num_out: int | None):
-    """``flip_augment`` -> (input permutation, output permutation) or None."""
+def _resolve_flip(flip, num_in: int | None, num_out: int | None, *, expected=(None, None)):
+    """``flip_augment`` -> (input permutation, output permutation) or None.
+
+    ``expected``: the (input, output) layout names the data is in (None: unknown); a
+    flip layout naming another layout raises, even with the same joint count (COCO and
+    Human3.6M both have 17 joints but different left/right pairs)."""
     if flip is None:
         return None
     if isinstance(flip, (tuple, list)):
@@ -730,10 +837,28 @@ def _resolve_flip(flip, num_in: int | None, num_out: int | None):
         layout_in, layout_out = flip
     else:
         layout_in = layout_out = flip
-    return (
+    perms = (
         _permutation(layout_in, num_in, "inputs"),
         None if layout_out is None else _permutation(layout_out, num_out, "poses_3d"),
     )
+    for what, given, want in (("inputs", layout_in, expected[0]), ("poses_3d", layout_out, expected[1])):
+        if given is not None and want is not None and skeleton_lib.get(given).name != want:
+            raise ValueError(
+                f"flip_augment: the {what} are in layout {want!r} but would be mirrored as "
+                f"{skeleton_lib.get(given).name!r}; pass flip_augment=sequences.flip_layouts "
+                f"({expected[0]!r}, {expected[1]!r})"
+            )
+    return perms
+
+
+def _known_layout(layout) -> str | None:
+    """The jpose name of ``layout``, or None if it is None or not a known layout."""
+    if layout is None:
+        return None
+    try:
+        return skeleton_lib.get(layout).name
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def _flip_rows(batch: dict[str, np.ndarray], rows: np.ndarray, perm_in, perm_out, *, inputs=True) -> None:
@@ -793,6 +918,11 @@ class TrainingBatches:
     Built by :func:`training_batches` (see there for the arguments). The step ``k``
     counts batches from the start of the run across epochs: epoch ``k //
     steps_per_epoch``, position ``k % steps_per_epoch`` in that epoch's permutation.
+
+    An epoch permutes the example slots ``[0, num_examples)``. With paired flips
+    (``flip_mode="paired"``) there are ``2 N`` slots for the ``N = len(dataset)``
+    examples: slot ``i < N`` is example ``i`` as is, slot ``i >= N`` example ``i - N``
+    mirrored; otherwise slot ``i`` is example ``i``.
     """
 
     dataset: grain.MapDataset
@@ -804,6 +934,7 @@ class TrainingBatches:
     process_count: int
     drop_remainder: bool
     flip_permutations: tuple[np.ndarray, np.ndarray | None] | None
+    flip_mode: str = "paired"
     _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
     _lock: Any = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -819,8 +950,15 @@ class TrainingBatches:
             object.__setattr__(self, k, v)
 
     @property
+    def paired_flips(self) -> bool:
+        """True when every example is seen as is and mirrored each epoch (VideoPose3D)."""
+        return self.flip_permutations is not None and self.flip_mode == "paired"
+
+    @property
     def num_examples(self) -> int:
-        return len(self.dataset)
+        """Example slots per epoch: ``2 * len(dataset)`` with paired flips, else
+        ``len(dataset)``."""
+        return len(self.dataset) * (2 if self.paired_flips else 1)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -837,7 +975,8 @@ class TrainingBatches:
         return self.global_batch_size // self.process_count
 
     def epoch_permutation(self, epoch: int) -> np.ndarray:
-        """(num_examples,) int64 example order of ``epoch`` (cached, read-only)."""
+        """(num_examples,) int64 slot order of ``epoch`` (cached, read-only); with paired
+        flips, entries ``>= len(dataset)`` are the mirrored copies (class docstring)."""
         epoch = int(epoch)
         with self._lock:
             perm = self._cache.get(epoch)
@@ -863,38 +1002,48 @@ class TrainingBatches:
             raise IndexError(f"step: {step} is past the end of the run ({self.num_steps} steps)")
         return step
 
+    def _global_batch(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Global batch ``step``: (B,) int64 dataset indices, float32 weights, bool flips."""
+        step = self._check_step(step)
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        b = self.global_batch_size
+        slots = self.epoch_permutation(epoch)[pos * b : (pos + 1) * b]
+        weight = np.ones(b, np.float32)
+        if slots.shape[0] < b:
+            real = slots.shape[0]
+            slots = np.concatenate([slots, np.resize(self.epoch_permutation(epoch), b - real)])
+            weight[real:] = 0.0
+        n = len(self.dataset)
+        if self.flip_permutations is None:
+            flip = np.zeros(b, bool)
+        elif self.paired_flips:
+            flip = slots >= n
+        else:
+            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, _TAG_FLIP, step])))
+            flip = rng.random(b) < 0.5
+        return slots % n, weight, flip
+
     def example_indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """Global batch ``step``: ((B,) int64 dataset indices, (B,) float32 weights).
 
         Weights are 1, except for the padding that completes an epoch's last, short batch
-        when ``drop_remainder=False``: those slots repeat the epoch's first examples with
-        weight 0.
+        when ``drop_remainder=False``: those slots repeat the epoch's first slots with
+        weight 0. With paired flips an index appears once as is and once mirrored per
+        epoch (:meth:`flips` tells which).
         """
-        step = self._check_step(step)
-        epoch, pos = divmod(step, self.steps_per_epoch)
-        b = self.global_batch_size
-        idx = self.epoch_permutation(epoch)[pos * b : (pos + 1) * b]
-        weight = np.ones(b, np.float32)
-        if idx.shape[0] < b:
-            real = idx.shape[0]
-            idx = np.concatenate([idx, np.resize(self.epoch_permutation(epoch), b - real)])
-            weight[real:] = 0.0
+        idx, weight, _ = self._global_batch(step)
         return idx, weight
 
     def flips(self, step: int) -> np.ndarray:
         """(B,) bool: which examples of global batch ``step`` are mirrored (all False
-        without ``flip_augment``)."""
-        step = self._check_step(step)
-        if self.flip_permutations is None:
-            return np.zeros(self.global_batch_size, bool)
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, _TAG_FLIP, step])))
-        return rng.random(self.global_batch_size) < 0.5
+        without ``flip_augment``; paired: the slots ``>= len(dataset)``; random: Bernoulli
+        draws, module docstring)."""
+        return self._global_batch(step)[2]
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """This process's slice of global batch ``step``: rows ``[p L, (p + 1) L)`` with
         ``L = local_batch_size``, ``p = process_index``. Fresh arrays every call."""
-        idx, weight = self.example_indices(step)
-        flip = self.flips(step)
+        idx, weight, flip = self._global_batch(step)
         lo = self.process_index * self.local_batch_size
         sl = slice(lo, lo + self.local_batch_size)
         idx, weight, flip = idx[sl], weight[sl], flip[sl]
@@ -969,15 +1118,18 @@ def training_batches(
     process_index: int = 0,
     process_count: int = 1,
     flip_augment=None,
+    flip_mode: str = "paired",
     drop_remainder: bool = True,
 ) -> TrainingBatches:
     """Deterministic, resumable, multi-host batches over a random-access example dataset.
 
-    Epoch ``e`` visits every example once, in the order
+    Epoch ``e`` visits every example slot once, in the order
     ``Generator(PCG64(SeedSequence([seed, 1, e]))).permutation(n)`` (``shuffle=False``:
-    dataset order), cut into consecutive global batches; the batch at global step ``k``
+    slot order), cut into consecutive global batches; the batch at global step ``k``
     depends only on ``(seed, k)`` and the arguments, so a loop resumes exactly from its
-    saved step (:meth:`TrainingBatches.iterate`).
+    saved step (:meth:`TrainingBatches.iterate`). The slots are the ``N`` examples, or
+    with paired flips the ``n = 2 N`` examples and their mirrored copies (VideoPose3D's
+    epoch; module docstring).
 
     Args:
       dataset: a ``grain.MapDataset`` of dict examples, e.g. :func:`temporal_windows` or
@@ -994,11 +1146,19 @@ def training_batches(
       flip_augment: None, a joint layout (name or :class:`jpose.skeleton.Skeleton`) for
         inputs and 3D poses, or a pair ``(input_layout, output_layout)``
         (``output_layout=None``: poses_3d are not permuted, e.g. a 1-joint trajectory
-        target). Mirrors a random half of each batch (module docstring).
+        target). For :func:`temporal_windows` / :func:`single_frames` datasets it must
+        match their sequences' layouts: pass ``sequences.flip_layouts``
+        (:attr:`Sequences.flip_layouts`), which is ``(input_layout, layout)`` for
+        detections in their own layout.
+      flip_mode: with ``flip_augment``: ``"paired"`` (default, VideoPose3D's
+        ``ChunkedGenerator(augment=True)``): every epoch has each example twice, as is
+        and mirrored, shuffled together, so ``n = 2 N`` and ``steps_per_epoch = 2 N //
+        global_batch_size``; ``"random"``: each example of a batch is mirrored with
+        probability 1/2 (``n = N``).
       drop_remainder: True: each epoch has ``n // global_batch_size`` full batches (the
-        last ``n % global_batch_size`` examples of the epoch's order are skipped that
+        last ``n % global_batch_size`` slots of the epoch's order are skipped that
         epoch). False: the epoch's last batch is completed with weight-0 repeats, so
-        shapes stay fixed and every example is seen once per epoch; the loop must honour
+        shapes stay fixed and every slot is seen once per epoch; the loop must honour
         ``weight`` (batch-norm statistics do see the repeats).
 
     Returns:
@@ -1024,18 +1184,25 @@ def training_batches(
         )
     if num_epochs is not None:
         num_epochs = _check_int(num_epochs, "num_epochs", minimum=1)
+    if flip_mode not in FLIP_MODES:
+        raise ValueError(f"flip_mode: expected one of {FLIP_MODES}, got {flip_mode!r}")
     n = len(dataset)
     if n == 0:
         raise ValueError("dataset: empty")
-    if drop_remainder and n < b:
-        raise ValueError(
-            f"global_batch_size: {b} exceeds the dataset's {n} examples with drop_remainder=True "
-            f"(no full batch per epoch)"
-        )
     num_in = num_out = None
+    expected = (None, None)
     if isinstance(dataset, _FrameExamples):
-        num_in, num_out = dataset.sequences.num_joints_in, dataset.sequences.num_joints_out
-    perms = _resolve_flip(flip_augment, num_in, num_out)
+        seqs = dataset.sequences
+        num_in, num_out = seqs.num_joints_in, seqs.num_joints_out
+        out_name = _known_layout(seqs.layout)
+        expected = (out_name if seqs.input_layout is None else seqs.input_layout, out_name)
+    perms = _resolve_flip(flip_augment, num_in, num_out, expected=expected)
+    slots = 2 * n if perms is not None and flip_mode == "paired" else n
+    if drop_remainder and slots < b:
+        raise ValueError(
+            f"global_batch_size: {b} exceeds the {slots} examples per epoch with "
+            f"drop_remainder=True (no full batch per epoch)"
+        )
     return TrainingBatches(
         dataset=dataset,
         global_batch_size=b,
@@ -1046,4 +1213,5 @@ def training_batches(
         process_count=pc,
         drop_remainder=bool(drop_remainder),
         flip_permutations=perms,
+        flip_mode=flip_mode,
     )

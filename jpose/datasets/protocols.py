@@ -169,6 +169,8 @@ _RECORD_FRAME_FIELDS = (
     "positions_world", "positions_camera", "keypoints_clean", "keypoints", "confidence",
     "outlier", "visible",
 )
+# Optional per-frame SequenceRecord fields (None when absent).
+_RECORD_OPTIONAL_FRAME_FIELDS = ("valid", "activity")
 # Example keys tried, in order, for the frame count.
 _EXAMPLE_FRAME_KEYS = ("positions_camera", "positions_world", "keypoints_2d", "valid")
 
@@ -269,14 +271,18 @@ def h36m_action_of(item) -> str:
 def slice_frames(item, index: slice | np.ndarray):
     """The item restricted to frames ``index`` (a slice: views; an index array: copies).
 
-    Records: every per-frame field; ``fps`` is unchanged (see :func:`stride_frames`).
+    Records: every per-frame field (``valid`` and ``activity`` when set); ``fps`` is
+    unchanged (see :func:`stride_frames`).
     Example dicts: every top-level array with a leading axis (per the schema all of them
     are per-frame; ``camera`` is a dict and scalars have no axis); other entries are
     shared.
     """
     _check_item(item, "item")
     if isinstance(item, multiview_lib.SequenceRecord):
-        return item._replace(**{f: getattr(item, f)[index] for f in _RECORD_FRAME_FIELDS})
+        fields = {f: getattr(item, f)[index] for f in _RECORD_FRAME_FIELDS}
+        fields.update({f: getattr(item, f)[index] for f in _RECORD_OPTIONAL_FRAME_FIELDS
+                       if getattr(item, f) is not None})
+        return item._replace(**fields)
     f = num_frames_of(item)
     out = dict(item)
     for key, value in item.items():

@@ -27,7 +27,8 @@ Sample-data extension keys (:data:`EXTRA_KEYS`, not in the TFDS builders): the g
 data also has detector-like keypoints, so :func:`examples_from_multiview` adds
 ``keypoints_2d_detected`` (F, J, 2) px, ``confidence`` (F, J) float32, ``outlier``
 (F, J) bool and ``visible`` (F, J) bool; :func:`records_from_examples` uses them when
-present, which makes records -> examples -> records exact.
+present, which makes records -> examples -> records exact (a record's ``valid`` /
+``activity`` of None come back as the schema's all True / zeros).
 
 Field mapping, example -> record:
 
@@ -35,7 +36,11 @@ Field mapping, example -> record:
   :func:`jpose.datasets.h36m_videopose3d.load_videopose3d_h36m` does (it keeps the file
   name); the Human3.6M action class is
   :func:`jpose.datasets.h36m_videopose3d.action_class` of it (equal to the example's
-  ``action``). ``subaction``, ``camera_id`` and ``activity`` are not carried.
+  ``action``). ``subaction`` and ``camera_id`` are not carried.
+* ``valid`` (F,) bool and ``activity`` (F,) int32 = the example's, when it has them (the
+  builders always write them: MPI-INF-3DHP test ``valid_frame`` and activity 1..7; all
+  True and zeros elsewhere); None when absent.
+* ``keypoints_layout`` = None: the schema's keypoints are in the standard layout.
 * ``keypoints_clean`` = ``keypoints_2d``; ``keypoints`` = ``keypoints_2d_detected`` if
   present, else ``keypoints_2d`` (the builders' 2D is the ground-truth projection);
   ``confidence`` ones and ``outlier`` False unless present.
@@ -166,8 +171,8 @@ def records_from_examples(
         are used with the standard features only.
 
     Returns:
-      Records in example order; arrays are float32 (``outlier``/``visible`` bool),
-      ``fps`` a Python float.
+      Records in example order; arrays are float32 (``outlier``/``visible``/``valid``
+      bool, ``activity`` int32), ``fps`` a Python float.
 
     Raises:
       ValueError: a missing key or wrong shape (names ``examples[i]`` and the key), a
@@ -194,7 +199,8 @@ def records_from_examples(
         jj = world.shape[1]
         cam_pos = _array(ex, keys[1], where, np.float32, (f, jj, 3))
         kp = _array(ex, keys[2], where, np.float32, (f, jj, 2))
-        valid = _array(ex, "valid", where, bool, (f,)) if "valid" in ex else np.ones(f, bool)
+        valid = _array(ex, "valid", where, bool, (f,)) if "valid" in ex else None
+        activity = _array(ex, "activity", where, np.int32, (f,)) if "activity" in ex else None
         cam = _camera(ex, where)
         extras = {} if use_full else {k: ex[k] for k in EXTRA_KEYS if k in ex}
         detected = (
@@ -215,7 +221,7 @@ def records_from_examples(
         visible = (
             _array(extras, "visible", where, bool, (f, jj))
             if "visible" in extras
-            else _visible(cam_pos, kp, cam.image_size, valid)
+            else _visible(cam_pos, kp, cam.image_size, np.ones(f, bool) if valid is None else valid)
         )
         camera_index = _array(ex, "camera_index", where, np.int64, ())
         fps = _array(ex, "fps", where, np.float64, ())
@@ -233,6 +239,8 @@ def records_from_examples(
                 outlier=outlier,
                 visible=visible,
                 camera=cam,
+                valid=valid,
+                activity=activity,
             )
         )
     return tuple(out)
@@ -244,11 +252,20 @@ def example_from_record(record: multiview_lib.SequenceRecord, *, camera_id: str 
 
     ``sequence`` = ``record.action``; ``action`` defaults to it too (the sample data's clip
     name is its action); ``camera_id`` defaults to ``str(camera_index)``. The ``*_full``
-    features repeat the standard ones (the record has one layout). ``valid`` is all True
-    and ``activity`` zeros.
+    features repeat the standard ones (the record has one layout). ``valid`` and
+    ``activity`` are the record's, or all True and zeros (the schema's "none") when None.
+
+    Raises:
+      ValueError: the record's detections are in another layout (``keypoints_layout``
+        set): the schema's 2D features are all in the 3D layout.
     """
     if not isinstance(record, multiview_lib.SequenceRecord):
         raise ValueError(f"record: expected a SequenceRecord, got {type(record).__name__}")
+    if record.keypoints_layout is not None:
+        raise ValueError(
+            f"record: its keypoints are in layout {record.keypoints_layout!r}, not its 3D "
+            f"layout; the pose-sequence schema has no slot for them (load the VideoPose3D "
+            f"file with convert_keypoints=True to get 3D-layout detections)")
     f, j = record.positions_world.shape[:2]
     world = np.asarray(record.positions_world, np.float32)
     cam_pos = np.asarray(record.positions_camera, np.float32)
@@ -267,8 +284,9 @@ def example_from_record(record: multiview_lib.SequenceRecord, *, camera_id: str 
         "positions_world_full": world,
         "positions_camera_full": cam_pos,
         "keypoints_2d_full": kp,
-        "valid": np.ones(f, bool),
-        "activity": np.zeros(f, np.int32),
+        "valid": np.ones(f, bool) if record.valid is None else np.asarray(record.valid, bool),
+        "activity": (np.zeros(f, np.int32) if record.activity is None
+                     else np.asarray(record.activity, np.int32)),
         "camera": {
             name: np.asarray(getattr(record.camera, name), np.float32) for name in camera_lib.CAMERA_FIELD_SHAPES
         },
@@ -294,7 +312,8 @@ def examples_from_multiview(
       Example dicts as :func:`example_from_record` builds them: the builders' schema in
       the dataset's layout (``*_full`` = the same arrays) plus the extension keys, so
       ``records_from_examples(examples_from_multiview(d, s), layout=d.layout)`` gives back
-      ``d.split(s)`` (``fps`` rounded to float32, as the schema stores it).
+      ``d.split(s)`` (``fps`` rounded to float32, as the schema stores it; ``valid`` and
+      ``activity``, None in generated data, as all True and zeros).
     """
     if not isinstance(dataset, multiview_lib.MultiViewDataset):
         raise ValueError(f"dataset: expected a MultiViewDataset, got {type(dataset).__name__}")

@@ -14,7 +14,12 @@ Inputs and outputs
 * Optional heads (``config.heads``), for objectives that need them:
   ``root``: ``(..., 3)`` root position (metres, camera frame; its z is the depth);
   ``scale``: ``(..., 1)`` positive scale factor (softplus; dimensionless).
-  Heads that are not configured are ``None`` in the output.
+  Heads that are not configured are ``None`` in the output. ``heads=()`` (the default)
+  gives a pose-only network; a root/trajectory estimator that must share no weights with
+  the pose network is then a second, separate network (its own config and variables).
+
+Variants: ``martinez_mlp`` (2 residual blocks, as the paper) and ``thesis_mlp`` (the same
+lifter with 4 residual blocks; Yang Li, thesis 2020, §3.4.1).
 
 Same pure-function surface as :mod:`jpose.nets.temporal`: :func:`variant`, :func:`init`,
 :func:`apply` (with PyTorch-convention, runtime ``bn_momentum``; see
@@ -63,7 +68,8 @@ class MLPConfig:
       hidden: width of every hidden layer (paper: 1024).
       num_blocks: residual blocks (paper: 2).
       dropout: drop probability after every hidden ReLU (paper: 0.5).
-      heads: extra output heads, a subset of ``HEADS`` = ("root", "scale").
+      heads: extra output heads, a subset of ``HEADS`` = ("root", "scale"); ``()`` for a
+        pose-only network (no head parameters at all).
       bn_eps: batch-norm epsilon.
     """
 
@@ -103,9 +109,13 @@ VARIANTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "martinez_mlp": MappingProxyType({}),
         "martinez_mlp_heads": MappingProxyType({"heads": ("root", "scale")}),
+        # Yang Li's thesis (2020) §3.4.1: the Martinez residual MLP with 4 residual blocks
+        # instead of 2; pose output only (the root/trajectory network is a separate one).
+        "thesis_mlp": MappingProxyType({"num_blocks": 4}),
         # Tiny variants for tests and CI smoke runs.
         "tiny_mlp": MappingProxyType({"hidden": 16}),
         "tiny_mlp_heads": MappingProxyType({"hidden": 16, "heads": ("root", "scale")}),
+        "tiny_thesis_mlp": MappingProxyType({"hidden": 16, "num_blocks": 4}),
     }
 )
 

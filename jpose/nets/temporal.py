@@ -1,9 +1,10 @@
 """VideoPose3D temporal convolutional model (Pavllo et al., CVPR 2019).
 
 Dilated temporal 1D convolutions lift a sequence of 2D keypoints to 3D poses
-(facebookresearch/VideoPose3D, ``common/model.py``). Callers see pure functions of
-``(variables, inputs)``; the Flax linen module :class:`TemporalModel` underneath is public
-only for composition.
+(facebookresearch/VideoPose3D, ``common/model.py``); the paper's "w/o dilation" ablation
+(``dilated=False``, VideoPose3D's ``dense=True``) uses the same blocks without dilation.
+Callers see pure functions of ``(variables, inputs)``; the Flax linen module
+:class:`TemporalModel` underneath is public only for composition.
 
 Inputs and outputs
 ------------------
@@ -32,7 +33,10 @@ Two forms, one parameter tree
   (``TemporalModelOptimized1f``): each conv has stride = width and no dilation, the input
   is one window of exactly ``receptive_field`` frames and the output is the one frame at its
   centre (causal: its last frame). It skips the work the sequence form spends on frames
-  that a single output does not need.
+  that a single output does not need. The stride trick needs each layer's dilation to equal
+  the product of the widths before it, so for a dense model (``dilated=False``) this form
+  runs the sequence form's valid convolutions over the window instead (VideoPose3D has no
+  optimised training model for ``dense`` either); the window still gives one output frame.
 
 Both forms give the same output for the same window (tested).
 
@@ -66,7 +70,6 @@ and one matmul, and faster than ``dot`` even for the 1x1 layers (see
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -105,10 +108,17 @@ class TemporalConfig:
 
     Attributes:
       filter_widths: temporal kernel width of each layer: the first is the expand conv, each
-        further one opens a residual block whose conv is dilated by the product of the
-        previous widths. Must be odd (VideoPose3D's residual slicing needs a centre frame).
+        further one opens a residual block (a width-w conv, then a 1x1 conv). Must be odd
+        (VideoPose3D's residual slicing needs a centre frame). With ``dilated`` each block's
+        conv is dilated by the product of the previous widths and
         ``receptive_field = prod(filter_widths)``: (3, 3, 3) -> 27, (3, 3, 3, 3) -> 81,
-        (3, 3, 3, 3, 3) -> 243, (1,) -> a single-frame model.
+        (3, 3, 3, 3, 3) -> 243; all widths 1 -> a single-frame model.
+      dilated: True (VideoPose3D's default): dilation as above. False: every conv has
+        dilation 1 (the paper's "w/o dilation" ablation) and
+        ``receptive_field = 1 + sum(w - 1 for w in filter_widths)``. Here
+        ``filter_widths`` are always the real kernel widths: VideoPose3D's
+        ``TemporalModel(filter_widths=[3, 3, 3], dense=True)`` widens its block kernels to
+        ``(w - 1) * dilation + 1`` and so is ``filter_widths=(3, 7, 19), dilated=False``.
       num_joints_in: J_in of the 2D input.
       in_features: C_in, features per input joint (2 = normalised screen x, y).
       num_joints_out: J_out of the 3D output (1 for the trajectory model).
@@ -125,6 +135,7 @@ class TemporalConfig:
     channels: int = 1024
     dropout: float = 0.25
     causal: bool = False
+    dilated: bool = True
     bn_eps: float = 1e-5
 
     def __post_init__(self):
@@ -151,13 +162,30 @@ class TemporalConfig:
                 raise ValueError(f"{name}: expected a positive int, got {v!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        if not isinstance(self.dilated, bool):
+            raise ValueError(f"dilated: expected a bool, got {self.dilated!r}")
         if not self.bn_eps > 0.0:
             raise ValueError(f"bn_eps: expected > 0, got {self.bn_eps}")
 
     @property
+    def dilations(self) -> tuple[int, ...]:
+        """Dilation of each layer's width-w conv (expand conv first; 1x1 convs have none)."""
+        if not self.dilated:
+            return (1,) * len(self.filter_widths)
+        out, d = [], 1
+        for w in self.filter_widths:
+            out.append(d)
+            d *= w
+        return tuple(out)
+
+    @property
     def receptive_field(self) -> int:
-        """Number of input frames that one output frame depends on."""
-        return math.prod(self.filter_widths)
+        """Number of input frames that one output frame depends on.
+
+        ``1 + sum((w - 1) * dilation)`` over the layers; with dilation this telescopes to
+        ``prod(filter_widths)``.
+        """
+        return 1 + sum((w - 1) * d for w, d in zip(self.filter_widths, self.dilations))
 
     @property
     def padding(self) -> tuple[int, int]:
@@ -171,8 +199,13 @@ class TemporalConfig:
 # STYLE habit 6: variant string -> hyperparameters; tiny test variants next to the real ones.
 VARIANTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
-        "videopose_1f": MappingProxyType({"filter_widths": (1,)}),
+        # Single-frame baseline of VideoPose3D §6.1 (8.49M parameters): the B = 4 block
+        # architecture of the 243-frame model with every filter width 1.
+        "videopose_1f": MappingProxyType({"filter_widths": (1, 1, 1, 1, 1)}),
         "videopose_27f": MappingProxyType({"filter_widths": (3, 3, 3)}),
+        # "27f w/o dilation" ablation (29.53M parameters): what VideoPose3D's dense=True
+        # builds from filter_widths (3, 3, 3), block kernels (w - 1) * dilation + 1 = 7, 19.
+        "videopose_27f_dense": MappingProxyType({"filter_widths": (3, 7, 19), "dilated": False}),
         "videopose_81f": MappingProxyType({"filter_widths": (3, 3, 3, 3)}),
         "videopose_243f": MappingProxyType({"filter_widths": (3, 3, 3, 3, 3)}),
         "videopose_27f_causal": MappingProxyType({"filter_widths": (3, 3, 3), "causal": True}),
@@ -189,6 +222,9 @@ VARIANTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         "tiny_1f": MappingProxyType({"filter_widths": (1,), "channels": 16}),
         "tiny_9f": MappingProxyType({"filter_widths": (3, 3), "channels": 16}),
         "tiny_27f": MappingProxyType({"filter_widths": (3, 3, 3), "channels": 16}),
+        "tiny_27f_dense": MappingProxyType(
+            {"filter_widths": (3, 7, 19), "dilated": False, "channels": 16}
+        ),
         "tiny_9f_causal": MappingProxyType(
             {"filter_widths": (3, 3), "channels": 16, "causal": True}
         ),
@@ -218,8 +254,9 @@ def flops_per_frame(config: TemporalConfig) -> int:
     work is shared between neighbouring output frames (border frames add a little). The
     strided training form shares nothing between windows and executes 2.1x (27 frames),
     4.5x (81) or 10.4x (243) more per output frame; see
-    ``benchmarks/training_throughput.py:strided_flops_per_clip``. Batch norm, ReLU and
-    residual adds are not counted.
+    ``benchmarks/training_throughput.py:strided_flops_per_clip`` (dilated models only; a
+    dense model's training form is the sequence form on one window). Batch norm, ReLU and
+    residual adds are not counted. Dilation does not change the count: only the widths do.
     """
     c, fw = config.channels, config.filter_widths
     macs = config.num_joints_in * config.in_features * c * fw[0]  # expand conv
@@ -277,6 +314,10 @@ class TemporalModel(nn.Module):
         self, x: jax.Array, *, strided: bool, train: bool, bn_momentum: jax.Array | float
     ) -> jax.Array:
         cfg = self.config
+        # Stride = width equals the dilated layers only when dilation = product of the
+        # previous widths; a dense model runs its valid convs on the window instead (a
+        # window of receptive_field frames then shrinks to exactly one output frame).
+        strided = strided and cfg.dilated
 
         def bn_relu_dropout(h, name):
             h = _layers.BatchNorm(eps=cfg.bn_eps, name=name)(h, train=train, momentum=bn_momentum)
@@ -291,8 +332,7 @@ class TemporalModel(nn.Module):
         )
         h = bn_relu_dropout(h, "expand_bn")
         self.sow("intermediates", "expand", h)
-        dilation = w0
-        for i, w in enumerate(cfg.filter_widths[1:]):
+        for i, (w, dilation) in enumerate(zip(cfg.filter_widths[1:], cfg.dilations[1:])):
             # Residual = the input frame aligned with each output frame: the centre of its
             # window, or (causal) the last one, as in VideoPose3D's causal_shift.
             if strided:
@@ -312,7 +352,6 @@ class TemporalModel(nn.Module):
             )
             h = res + bn_relu_dropout(h, f"block{i}_pointwise_bn")
             self.sow("intermediates", f"block{i}", h)
-            dilation *= w
         return _TemporalConv(cfg.num_joints_out * 3, 1, use_bias=True, name="shrink_conv")(
             h, dilation=1, strided=strided
         )
@@ -526,6 +565,10 @@ def apply_strided(
 ):
     """Strided single-frame form (training): one output frame per receptive-field window.
 
+    Dilated models use stride = width convolutions; dense models (``dilated=False``) run
+    the sequence form's valid convolutions over the window (module docstring). Either way
+    the result equals :func:`apply` with ``pad=False`` on the same window.
+
     Args:
       windows: (..., receptive_field, J_in, C_in); the window length must be static.
       Others as in :func:`apply`.
@@ -568,8 +611,9 @@ def from_videopose3d(state_dict: Mapping[str, Any], *, config: TemporalConfig) -
         ``TemporalModelOptimized1f`` (they share names), e.g.
         ``{k: v.numpy() for k, v in torch.load(path)['model_pos'].items()}`` (or
         ``'model_traj'``); a ``module.`` prefix (DataParallel) is stripped and
-        ``num_batches_tracked`` ignored. Only the non-``dense`` architecture is supported.
-      config: the matching config (filter widths, joints, channels, causal).
+        ``num_batches_tracked`` ignored. A ``dense=True`` checkpoint needs the config with
+        its real kernel widths and ``dilated=False`` (see :class:`TemporalConfig`).
+      config: the matching config (filter widths, dilated, joints, channels, causal).
 
     Returns:
       ``{'params', 'batch_stats'}`` as float32 numpy arrays.

@@ -11,13 +11,17 @@ Saves are atomic: orbax writes to a temporary directory and renames it on commit
 kill mid-save leaves the previous checkpoints intact. Restoring into an abstract state
 with shardings (STYLE habit 2 and 15) places the arrays directly on the mesh.
 
-Compatibility: a workdir whose checkpoint was written under a different model, optimiser,
-data or seed raises :class:`IncompatibleCheckpointError` naming the differing fields, and
-nothing in the workdir is changed.
+The record also stores the whole config, so evaluation and export need only the workdir.
+
+Compatibility: a workdir whose checkpoint was written under another config (anything but
+:data:`ALLOWED_CHANGES`) or from other input files (compared by sha256) raises
+:class:`IncompatibleCheckpointError` naming the differing fields, and nothing in the
+workdir is changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -27,22 +31,65 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-__all__ = ["IncompatibleCheckpointError", "Checkpointer", "fingerprint"]
+__all__ = ["IncompatibleCheckpointError", "Checkpointer", "fingerprint", "plain_config",
+           "ALLOWED_CHANGES", "file_sha256"]
 
-# Config sections that change the training trajectory: resuming under other values would
-# silently mix two runs. (Logging, evaluation and step-count fields may change.)
-_TRAJECTORY_KEYS = ("model", "optimizer", "data", "loss", "seed", "global_batch_size",
-                    "num_epochs")
+#: Config fields that may change between a run and its resume: they do not change the
+#: training trajectory (logging, evaluation and checkpoint cadence, run length, export).
+#: Everything else -- model, recipe, optimiser, schedules, data, streams, seed, batch
+#: sizes, ``bn_momentum`` -- must match, or the resume is refused.
+ALLOWED_CHANGES = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+                   "num_steps", "eval", "evals", "export", "max_loss",
+                   "data.max_eval_sequences")
 
 
 class IncompatibleCheckpointError(ValueError):
     """The workdir holds a checkpoint of a run with another config."""
 
 
-def fingerprint(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON-able part of ``config`` that must match for a resume."""
-    plain = json.loads(json.dumps(
-        {k: _to_plain(config[k]) for k in _TRAJECTORY_KEYS if k in config}))
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def plain_config(config) -> dict[str, Any]:
+    """The config as JSON-able plain dicts and lists."""
+    return json.loads(json.dumps(_to_plain(config)))
+
+
+def fingerprint(config, *, resolved: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What must match for a resume: the whole config minus :data:`ALLOWED_CHANGES`,
+    with every field that names an existing file replaced by the file's sha256 (so a
+    changed file is caught and a moved one is not), and ``resolved`` (dotted field ->
+    digest, e.g. the ``init_from`` run's checkpoint) substituted."""
+    plain = plain_config(config)
+    for dotted in ALLOWED_CHANGES:
+        *parents, leaf = dotted.split(".")
+        node = plain
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+
+    def files(node):
+        if isinstance(node, dict):
+            return {k: files(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [files(v) for v in node]
+        if isinstance(node, str) and node and os.path.isfile(node):
+            return {"sha256": file_sha256(node)}
+        return node
+
+    plain = files(plain)
+    for dotted, digest in (resolved or {}).items():
+        *parents, leaf = dotted.split(".")
+        node = plain
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = {"sha256": digest}
     return plain
 
 
@@ -69,9 +116,10 @@ class Checkpointer:
     """Thin wrapper over ``ocp.CheckpointManager`` for the train state and run record."""
 
     def __init__(self, directory: str, *, save_every: int, keep: int,
-                 config: Mapping[str, Any]):
+                 config: Mapping[str, Any], resolved: Mapping[str, str] | None = None):
         self.directory = os.path.abspath(directory)
-        self._fingerprint = fingerprint(config)
+        self._fingerprint = fingerprint(config, resolved=resolved)
+        self._config = plain_config(config)
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -83,13 +131,20 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def record(self, step: int | None = None) -> dict | None:
+        """The JSON record (fingerprint, config, step) of checkpoint ``step`` (latest)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return None
+        return self._manager.restore(step, args=ocp.args.Composite(
+            record=ocp.args.JsonRestore()))["record"]
+
     def check_compatible(self) -> None:
         """Raises :class:`IncompatibleCheckpointError` if the latest record differs."""
         step = self.latest_step()
         if step is None:
             return
-        record = self._manager.restore(step, args=ocp.args.Composite(
-            record=ocp.args.JsonRestore()))["record"]
+        record = self.record(step)
         diffs = _diff(record.get("fingerprint", {}), self._fingerprint)
         if diffs:
             raise IncompatibleCheckpointError(
@@ -119,7 +174,8 @@ class Checkpointer:
     def save(self, step: int, state, *, force: bool = False, extra: Mapping | None = None
              ) -> bool:
         """Saves (asynchronously) when ``step`` is on the interval or ``force``."""
-        record = {"fingerprint": self._fingerprint, "step": int(step), **(extra or {})}
+        record = {"fingerprint": self._fingerprint, "config": self._config, "step": int(step),
+                  **(extra or {})}
         return self._manager.save(int(step), args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)),
             force=force)

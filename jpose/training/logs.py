@@ -3,7 +3,8 @@
 Only process 0 writes (callers check ``jax.process_index() == 0``). Records are one
 JSON object per line with a ``step`` and a ``kind`` (``train`` or ``eval``). On resume,
 records from steps after the restored checkpoint are dropped (they belong to work that
-is about to be redone), so the file always describes one consistent run.
+is about to be redone), and an evaluation repeated at the same step replaces the earlier
+row, so the file always describes one consistent run.
 """
 
 from __future__ import annotations
@@ -11,24 +12,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
+
+from jpose import io
 
 __all__ = ["MetricsLog", "plot_curves"]
 
 
 def _atomic_write(path: str, write) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb" if path.endswith(".png") else "w") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    io.atomic_write(path, write, binary=path.endswith(".png"))
 
 
 class MetricsLog:
@@ -44,8 +37,16 @@ class MetricsLog:
                     json.dumps(r) + "\n" for r in keep))
 
     def write(self, kind: str, step: int, values: Mapping[str, Any]) -> None:
+        """Appends a record; an ``eval`` record replaces one already at that step (a
+        rerun of a finished run re-evaluates it without duplicating the row)."""
         record = {"kind": kind, "step": int(step)}
         record.update({k: float(v) for k, v in values.items()})
+        if kind == "eval" and os.path.exists(self.path):
+            records = self.read(self.path)
+            keep = [r for r in records if not (r["kind"] == "eval" and r["step"] == int(step))]
+            if len(keep) != len(records):
+                _atomic_write(self.path, lambda f: f.writelines(
+                    json.dumps(r) + "\n" for r in keep))
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
 

@@ -1,54 +1,130 @@
-"""``train_and_evaluate(config, workdir)``: the training loop every launch script runs.
+"""``train_and_evaluate(config, workdir)``: the one training loop every recipe runs on.
 
 Order of work (STYLE habits 1-3, 15):
 
-1. one mesh over all devices (``data`` axis); the global batch size must divide evenly;
-2. data (``jpose.training.data``): random access by step, this process's slice only;
-3. shapes first: ``jax.eval_shape`` of the init, shardings from the abstract state, then
-   either restore the workdir's checkpoint into it or initialise directly sharded;
-4. the loop: ``state, metrics = train_step(state, global_batch(step), rng)`` with the
-   state donated; metrics stay on device until a log point (no per-step host sync), where
-   they are checked for non-finite values *before* anything is saved;
-5. checkpoints every ``checkpoint_every`` steps and at the end; evaluation every
-   ``eval_every`` steps and at the end; logs, curves and progress bar on process 0.
+1. one mesh over all devices (``data`` axis); every stream's global batch must divide;
+2. the recipe (``config.recipe.name``, :mod:`jpose.recipes`): its networks, built for the
+   data's shapes, and its named predictors;
+3. data (:mod:`jpose.training.streams`): named streams, random access by step, this
+   process's slice only; the primary stream defines the epoch;
+4. shapes first: ``jax.eval_shape`` of the init, shardings from the abstract state, then
+   either restore the workdir's checkpoint into it or initialise directly sharded, and
+   with ``config.init_from`` copy named networks from another run (a *stage*: fresh
+   optimiser, step 0);
+5. the loop: ``state, metrics = train_step(state, global_batch(step), rng)`` with the
+   state donated; metrics stay on device until a log point (no per-step host sync),
+   where they are checked -- non-finite, or a loss above ``config.max_loss`` (a run that
+   diverges) -- *before* anything is saved;
+6. checkpoints every ``checkpoint_every`` steps and at the end; the evaluators
+   (``config.evals``) every ``eval_every`` steps and at the end; logs, curves and a
+   progress bar on process 0.
 
+The config and the data's shapes are stored with every checkpoint (and in
+``<workdir>/config.json``), so :func:`restore_for_inference` needs only the workdir.
 Returns the final evaluation summary (millimetres).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import logging
 
+from jpose import evaluators, io, recipes
+from jpose.recipes.base import network_variables
 from jpose.training import checkpoint as ckpt_lib
-from jpose.training import data as data_lib
-from jpose.training import evaluate as eval_lib
-from jpose.training import logs, optim, parallel, step as step_lib
-from jpose.training.models import make_lifter
+from jpose.training import logs, optim, parallel, step as step_lib, streams as streams_lib
 
-__all__ = ["NonFiniteLossError", "train_and_evaluate", "restore_for_inference"]
+__all__ = ["NonFiniteLossError", "Run", "build_run", "train_and_evaluate",
+           "restore_for_inference", "load_workdir_config", "make_evaluators"]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or grew past ``config.max_loss``."""
 
 
-def _loss_fn(cfg: Mapping[str, Any]):
-    name = cfg["loss"]["name"] if "loss" in cfg else "supervised"
-    if name == "supervised":
-        return step_lib.supervised_loss
-    raise ValueError(f"loss.name: unknown loss {name!r}; expected 'supervised'.")
+class Run(NamedTuple):
+    """Everything a run is built from (no state)."""
+
+    config: Any
+    recipe: recipes.Recipe
+    data: streams_lib.DataSets
+    nets: dict
+    predictors: dict
+    streams: streams_lib.Streams | None
+    tx: Any
+    learning_rate: Any
+    bn_momentum: Any
 
 
-def _flush(pending, log, num_steps) -> dict[str, float]:
+def _check_streams(config, recipe) -> None:
+    missing = [s for s in recipe.streams if s not in dict(config.streams)]
+    if missing:
+        raise ValueError(f"streams: recipe {recipe.name!r} reads the streams "
+                         f"{list(recipe.streams)} but the config does not define {missing}")
+
+
+def build_run(config, *, data: streams_lib.DataSets | None = None, with_streams: bool = True,
+              meta: Mapping[str, Any] | None = None) -> Run:
+    """Recipe, networks, predictors, streams and optimiser of ``config``.
+
+    ``meta`` (the data's shapes, as stored with a checkpoint) lets inference build the
+    networks without loading any data (``data=None, with_streams=False``).
+    """
+    recipe = recipes.get(config.recipe.name)
+    if data is None and (with_streams or meta is None):
+        data = streams_lib.load_data(config)
+    nets = recipe.networks(config, dict(meta) if meta is not None else data.meta)
+    predictors = recipe.predictors(nets)
+    streams = None
+    steps_per_epoch = 1
+    if with_streams:
+        _check_streams(config, recipe)
+        streams = streams_lib.make_streams(config, data, nets,
+                                           process_index=jax.process_index(),
+                                           process_count=jax.process_count())
+        steps_per_epoch = streams.steps_per_epoch
+    tx, lr = optim.make_optimizer(config.optimizer, steps_per_epoch)
+    bn = optim.bn_momentum_schedule(config.bn_momentum.initial, config.bn_momentum.final,
+                                    int(config.num_epochs), steps_per_epoch)
+    return Run(config, recipe, data, nets, predictors, streams, tx, lr, bn)
+
+
+def make_evaluators(config, run: Run) -> dict:
+    """``{name: evaluator}`` from ``config.evals = {name: {type, predictor}}``."""
+    out = {}
+    for name, spec in dict(config.evals).items():
+        spec = dict(spec)
+        kind = spec.get("type", "h36m_protocols")
+        if kind not in evaluators.TYPES:
+            raise ValueError(f"evals.{name}.type: unknown evaluator {kind!r}; expected one of "
+                             f"{sorted(evaluators.TYPES)}")
+        predictor = spec.get("predictor", "pose")
+        if predictor not in run.predictors:
+            raise ValueError(f"evals.{name}.predictor: {predictor!r} is not one of the "
+                             f"recipe's predictors {sorted(run.predictors)}")
+        out[name] = evaluators.TYPES[kind](
+            run.predictors[predictor], run.data.eval_sequences,
+            layouts=(run.data.input_layout, run.data.layout),
+            flip=bool(spec.get("flip", config.eval.flip)),
+            bucket=int(spec.get("bucket", config.eval.bucket)), frames=run.data.eval_frames)
+    if not out:
+        raise ValueError("evals: the config defines no evaluator")
+    return out
+
+
+def _flush(pending, log, num_steps, max_loss: float = math.inf) -> dict[str, float]:
     """Fetches pending step metrics, checks them, returns their means."""
     fetched = jax.device_get([m for _, m in pending])
     for (step, _), values in zip(pending, fetched):
@@ -58,101 +134,194 @@ def _flush(pending, log, num_steps) -> dict[str, float]:
                 f"Training stopped: {', '.join(bad)} became non-finite at step {step} "
                 f"(of {num_steps}); no checkpoint was written after it. Lower the "
                 f"learning rate or enable optimizer.clip_norm.")
+        if float(values["loss"]) > max_loss:
+            raise NonFiniteLossError(
+                f"Training stopped: the loss diverged to {float(values['loss']):.3g} at step "
+                f"{step} (of {num_steps}), above max_loss={max_loss:g}; no checkpoint was "
+                f"written after it. Lower the learning rate or enable optimizer.clip_norm.")
     means = {k: float(np.mean([v[k] for v in fetched])) for k in fetched[0]}
     if log is not None:
         log.write("train", pending[-1][0] + 1, means)
     return means
 
 
-def _build(config, mesh, data=None):
-    if data is None:
-        data = data_lib.build(config, process_index=jax.process_index(),
-                              process_count=jax.process_count())
-    model = make_lifter(data_lib.model_config(config, data))
-    tx, lr = optim.make_optimizer(config.optimizer, data.steps_per_epoch)
-    num_epochs = int(config.num_epochs)
-    bn = optim.bn_momentum_schedule(config.bn_momentum.initial, config.bn_momentum.final,
-                                    num_epochs, data.steps_per_epoch)
-    return data, model, tx, lr, bn
+def _abstract_state(run: Run, rng):
+    init_fn = functools.partial(step_lib.init_state, run.recipe, run.nets, run.config, run.tx)
+    return init_fn, jax.eval_shape(init_fn, rng)
 
 
-def restore_for_inference(config, workdir: str):
-    """``(model, variables, data)`` from the latest checkpoint of ``workdir``."""
-    mesh = parallel.make_mesh()
-    data, model, tx, _, _ = _build(config, mesh)
-    rng = jax.random.key(int(config.seed))
-    abstract = jax.eval_shape(functools.partial(step_lib.init_state, model, tx), rng)
+def _restore_target(abstract, mesh):
     shardings = step_lib.state_shardings(abstract, mesh)
-    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract, shardings)
-    checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1,
-                                         keep=1, config=config)
-    restored = checkpointer.restore(target)
-    checkpointer.close()
-    if restored is None:
-        raise FileNotFoundError(f"No checkpoint in {os.path.join(workdir, 'checkpoints')}.")
-    state = restored[0]
-    return model, {"params": state["params"], "batch_stats": state["batch_stats"]}, data
+    return shardings, jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+
+def _checkpoints(workdir: str) -> str:
+    return os.path.join(workdir, "checkpoints")
+
+
+def load_workdir_config(workdir: str) -> tuple[ml_collections.ConfigDict, dict]:
+    """``(config, meta)`` of the run in ``workdir``, from its latest checkpoint record."""
+    directory = _checkpoints(workdir)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"--workdir={workdir}: no checkpoints directory "
+                                f"({directory}); train there first")
+    manager = ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "record"))
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"--workdir={workdir}: {directory} holds no checkpoint")
+        record = manager.restore(step, args=ocp.args.Composite(
+            record=ocp.args.JsonRestore()))["record"]
+    finally:
+        manager.close()
+    if "config" not in record or "meta" not in record:
+        raise ValueError(f"--workdir={workdir}: the checkpoint at step {step} has no stored "
+                         "config (written by an older jpose); retrain it")
+    config = ml_collections.ConfigDict(record["config"])
+    config.lock()
+    return config, record["meta"]
+
+
+def _init_from(config, state, mesh) -> tuple[dict, dict[str, str]]:
+    """Copies ``config.init_from.networks`` of the run in ``config.init_from.workdir``
+    into ``state`` (params and batch-norm statistics; the optimiser stays fresh).
+
+    Returns the new state and ``{"init_from.workdir": digest}``: the source checkpoint's
+    identity for the fingerprint (its record, which holds its fingerprint and step)."""
+    spec = config.get("init_from", None)
+    workdir = (spec or {}).get("workdir", "") if spec is not None else ""
+    if not workdir:
+        return state, {}
+    names = tuple((spec.get("networks", ()) or ())) or tuple(state["params"])
+    directory = os.path.abspath(_checkpoints(workdir))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"init_from.workdir: {workdir} has no checkpoints directory")
+    # A PyTree handler (not the standard one) can restore a subtree of the saved state.
+    manager = ocp.CheckpointManager(directory, item_handlers={
+        "state": ocp.PyTreeCheckpointHandler(), "record": ocp.JsonCheckpointHandler()})
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"init_from.workdir: {directory} holds no checkpoint")
+        meta = manager.item_metadata(step)["state"]
+        tree = getattr(meta, "tree", meta)
+        sharding = parallel.replicated(mesh)
+        wanted = {}
+        for group in ("params", "batch_stats"):
+            for name in names:
+                if name not in tree[group]:
+                    raise ValueError(f"init_from.networks: {workdir} has no network {name!r} "
+                                     f"(it has {sorted(tree[group])})")
+            wanted[group] = {n: tree[group][n] for n in names}
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                              wanted, is_leaf=lambda m: hasattr(m, "shape"))
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(
+                item=target, restore_args=jax.tree.map(
+                    lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding), target),
+                partial_restore=True),
+            record=ocp.args.JsonRestore()))
+    finally:
+        manager.close()
+    new = dict(state)
+    for group in ("params", "batch_stats"):
+        merged = dict(state[group])
+        for name in names:
+            if name not in merged:
+                raise ValueError(f"init_from.networks: this recipe has no network {name!r}")
+            got, have = restored["state"][group][name], merged[name]
+            if jax.tree.structure(got) != jax.tree.structure(have) or any(
+                    a.shape != b.shape for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(have))):
+                raise ValueError(f"init_from: network {name!r} of {workdir} has another "
+                                 "architecture than this run's")
+            merged[name] = got
+        new[group] = merged
+    digest = json.dumps(restored["record"].get("fingerprint", {}), sort_keys=True)
+    logging.info("Initialised %s from %s (step %d).", ", ".join(names), workdir, step)
+    return new, {"init_from.workdir": hashlib.sha256(f"{digest}/{step}".encode()).hexdigest()}
+
+
+def _write_json(path: str, value) -> None:
+    """Strict JSON (non-finite numbers become null), written atomically."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    text = json.dumps(clean(value), indent=2, allow_nan=False)
+    io.atomic_write(path, lambda f: f.write(text), binary=False)
 
 
 def train_and_evaluate(config, workdir: str, *, progress: bool = True,
-                       data: data_lib.TrainData | None = None) -> dict:
+                       data: streams_lib.DataSets | None = None) -> dict:
     """Trains (resuming from ``workdir`` if it holds a checkpoint), then evaluates.
 
-    ``data`` may be prebuilt with :func:`jpose.training.data.build` (same config, this
-    process's slice). Returns ``{"step", "protocols_mm", "per_action_mm"}`` (as written
-    to ``eval.json``) plus, for in-process callers, ``"accumulator"`` (the
-    :class:`~jpose.evaluation.ProtocolAccumulator`), ``"variables"`` (host copies of the
-    final params and batch statistics), ``"model"`` and ``"data"``.
+    ``data`` may be prebuilt with :func:`jpose.training.streams.load_data` (same
+    config). Returns ``{"step", "protocols_mm", "per_action_mm", "evals"}`` (as written
+    to ``eval.json``) plus, for in-process callers, ``"accumulator"`` (the first
+    evaluator's accumulator), ``"variables"`` (host copies of the final params and
+    batch statistics, networks by name), ``"run"`` (:class:`Run`) and ``"data"``.
     """
     mesh = parallel.make_mesh()
-    parallel.check_batch_size(int(config.global_batch_size), mesh)
     chief = jax.process_index() == 0
     if chief:
         os.makedirs(workdir, exist_ok=True)
-    data, model, tx, lr, bn = _build(config, mesh, data)
-    num_steps = int(config.num_epochs) * data.steps_per_epoch
+    run = build_run(config, data=data)
+    for s in run.streams.streams.values():
+        parallel.check_batch_size(int(s.batches.global_batch_size), mesh)
+    steps_per_epoch = run.streams.steps_per_epoch
+    num_steps = int(config.num_epochs) * steps_per_epoch
     if int(config.get("num_steps", 0) or 0) > 0:
         num_steps = int(config.num_steps)
-    logging.info("Model %s %s; %d steps (%d per epoch), global batch %d on %d devices.",
-                 model.kind, model.config, num_steps, data.steps_per_epoch,
-                 config.global_batch_size, mesh.devices.size)
+    logging.info("Recipe %s, networks %s; %d steps (%d per epoch of stream %r) on %d devices.",
+                 run.recipe.name, {k: (n.kind, n.config) for k, n in run.nets.items()},
+                 num_steps, steps_per_epoch, run.streams.primary, mesh.devices.size)
 
     rng = jax.random.key(int(config.seed))
     init_rng, step_rng = jax.random.split(rng)
-    init_fn = functools.partial(step_lib.init_state, model, tx)
-    abstract = jax.eval_shape(init_fn, init_rng)
-    shardings = step_lib.state_shardings(abstract, mesh)
+    init_fn, abstract = _abstract_state(run, init_rng)
+    shardings, target = _restore_target(abstract, mesh)
 
+    state = None
+    resolved: dict[str, str] = {}
+    existing = ckpt_lib.Checkpointer(_checkpoints(workdir), save_every=1, keep=1, config=config)
+    has_checkpoint = existing.latest_step() is not None
+    existing.close()
+    if not has_checkpoint or config.get("init_from", {}).get("workdir", ""):
+        state = jax.jit(init_fn, out_shardings=shardings)(init_rng)
+        state, resolved = _init_from(config, state, mesh)
     checkpointer = ckpt_lib.Checkpointer(
-        os.path.join(workdir, "checkpoints"), save_every=int(config.checkpoint_every),
-        keep=int(config.keep_checkpoints), config=config)
-    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract, shardings)
+        _checkpoints(workdir), save_every=int(config.checkpoint_every),
+        keep=int(config.keep_checkpoints), config=config, resolved=resolved)
     restored = checkpointer.restore(target)
     if restored is not None:
         state = restored[0]
-    else:
-        state = jax.jit(init_fn, out_shardings=shardings)(init_rng)
     start = int(jax.device_get(state["step"]))
+    if chief:
+        _write_json(os.path.join(workdir, "config.json"), ckpt_lib.plain_config(config))
     log = logs.MetricsLog(workdir, resume_step=start if restored else None) if chief else None
 
     train_step = step_lib.jit_train_step(
-        step_lib.make_train_step(model, tx, _loss_fn(config), learning_rate=lr,
-                                 bn_momentum=bn), abstract, mesh)
-    flip = (data.layout, data.layout) if config.eval.flip else None
-    predict_fn = eval_lib.make_predict_fn(model, flip_layouts=flip)
+        step_lib.make_train_step(run.recipe, run.nets, config, run.tx,
+                                 learning_rate=run.learning_rate, bn_momentum=run.bn_momentum),
+        abstract, mesh)
+    evals = make_evaluators(config, run)
+    max_loss = float(config.get("max_loss", math.inf) or math.inf)
 
-    def run_eval(step):
+    def run_evals(step):
         variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-        acc = eval_lib.evaluate(model, variables, data.eval_sequences,
-                                predict_fn=predict_fn, bucket=int(config.eval.bucket))
-        summary = acc.summary_mm()
-        values = {f"{k}_mm": v["action_wise"] for k, v in summary.items()}
+        results = {name: ev.run(variables) for name, ev in evals.items()}
+        values = {f"{name}/{k}" if len(evals) > 1 else k: v
+                  for name, (_, vals) in results.items() for k, v in vals.items()}
         if log is not None:
             log.write("eval", step, values)
             logs.plot_curves(log.path, os.path.join(workdir, "curves.png"))
-        return acc, values
+        return results
 
     bar = None
     if chief and progress:
@@ -162,38 +331,86 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
     pending: list = []
     log_every = max(1, int(config.log_every))
     eval_every = int(config.eval_every)
+    extra = {"meta": run.data.meta, "num_steps": num_steps}
     t0 = time.time()
-    for step in range(start, num_steps):
-        local = data.train.batch(step)
-        batch = parallel.global_batch({k: local[k] for k in data_lib.BATCH_KEYS}, mesh)
-        state, step_metrics = train_step(state, batch, step_rng)
-        pending.append((step, step_metrics))
-        done = step + 1
-        due_ckpt = done % int(config.checkpoint_every) == 0 or done == num_steps
-        if done % log_every == 0 or due_ckpt or done == num_steps:
-            means = _flush(pending, log, num_steps)
-            pending = []
+    step = start
+    try:
+        for step in range(start, num_steps):
+            batch = parallel.global_batch(run.streams.batch(step), mesh)
+            state, step_metrics = train_step(state, batch, step_rng)
+            pending.append((step, step_metrics))
+            done = step + 1
+            due_ckpt = done % int(config.checkpoint_every) == 0 or done == num_steps
+            if done % log_every == 0 or due_ckpt or done == num_steps:
+                means = _flush(pending, log, num_steps, max_loss)
+                pending = []
+                if bar is not None:
+                    bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
             if bar is not None:
-                bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
+                bar.update(1)
+            if due_ckpt:
+                checkpointer.save(done, state, force=done == num_steps, extra=extra)
+            if eval_every > 0 and done % eval_every == 0 and done != num_steps:
+                run_evals(done)
+    except KeyboardInterrupt:
+        last = checkpointer.latest_step()
+        checkpointer.close()
+        raise KeyboardInterrupt(
+            f"interrupted at step {step} of {num_steps}; the last checkpoint is step "
+            f"{last} in {_checkpoints(workdir)}: rerun the same command to resume") from None
+    finally:
         if bar is not None:
-            bar.update(1)
-        if due_ckpt:
-            checkpointer.save(done, state, force=done == num_steps)
-        if eval_every > 0 and done % eval_every == 0 and done != num_steps:
-            run_eval(done)
-    if bar is not None:
-        bar.close()
+            bar.close()
     checkpointer.close()
     logging.info("Trained %d steps in %.1f s.", num_steps - start, time.time() - t0)
-    acc, values = run_eval(num_steps)
-    result = {"step": num_steps, "protocols_mm": acc.summary_mm(),
-              "per_action_mm": {k: acc.per_action_mm(k) for k, _ in
-                                (("mpjpe", 0), ("p_mpjpe", 0))}}
+    results = run_evals(num_steps)
+    acc = next(iter(results.values()))[0]
+    result = {"step": num_steps, "evals": {name: vals for name, (_, vals) in results.items()}}
+    protocol_accs = [a for a, _ in results.values() if hasattr(a, "summary_mm")]
+    if protocol_accs:  # the Human3.6M protocol table of the first such evaluator
+        result.update(protocols_mm=protocol_accs[0].summary_mm(),
+                      per_action_mm={k: protocol_accs[0].per_action_mm(k)
+                                     for k in ("mpjpe", "p_mpjpe")})
     if chief:
-        with open(os.path.join(workdir, "eval.json.tmp"), "w") as f:
-            json.dump(result, f, indent=2)
-        os.replace(os.path.join(workdir, "eval.json.tmp"), os.path.join(workdir, "eval.json"))
-    result.update(accumulator=acc, model=model, data=data, variables=jax.device_get(
+        _write_json(os.path.join(workdir, "eval.json"), result)
+    result.update(accumulator=acc, run=run, data=run.data, variables=jax.device_get(
         {"params": state["params"], "batch_stats": state["batch_stats"]}))
     return result
 
+
+class Restored(NamedTuple):
+    config: Any
+    run: Run
+    variables: dict  # {"params": {net: ...}, "batch_stats": {net: ...}}
+    meta: dict
+
+
+def restore_for_inference(workdir: str, *, with_data: bool = False) -> Restored:
+    """The run in ``workdir`` at its latest checkpoint: config, recipe, networks,
+    predictors and variables, from the workdir alone. ``with_data`` also loads the
+    evaluation set (``run.data``)."""
+    config, meta = load_workdir_config(workdir)
+    mesh = parallel.make_mesh()
+    run = build_run(config, with_streams=False, meta=meta,
+                    data=streams_lib.load_data(config) if with_data else None)
+    init_fn, abstract = _abstract_state(run, jax.random.key(int(config.seed)))
+    _, target = _restore_target(abstract, mesh)
+    directory = os.path.abspath(_checkpoints(workdir))
+    manager = ocp.CheckpointManager(directory, item_names=("state", "record"))
+    try:
+        step = manager.latest_step()
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target)))["state"]
+    finally:
+        manager.close()
+    variables = {"params": restored["params"], "batch_stats": restored["batch_stats"]}
+    return Restored(config, run, variables, meta)
+
+
+def predictor_variables(restored: Restored, predictor: str) -> tuple[Any, dict]:
+    """``(network, its variables)`` of a single-network predictor (for export)."""
+    if predictor not in restored.run.predictors:
+        raise ValueError(f"predictor: {predictor!r} is not one of the recipe's predictors "
+                         f"{sorted(restored.run.predictors)}")
+    name = restored.run.predictors[predictor].network
+    return restored.run.nets[name], network_variables(restored.variables, name)

@@ -67,11 +67,13 @@ def global_batch(local_batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Ar
     """Assembles this process's slice of a batch into global arrays sharded on ``data``.
 
     Each process passes ``global_batch_size / process_count`` examples; the global array
-    stacks the processes' slices in process order.
+    stacks the processes' slices in process order. Nested dicts (one per stream) keep
+    their structure.
     """
     sharding = batch_sharded(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in local_batch.items()}
+    return jax.tree.map(
+        lambda v: jax.make_array_from_process_local_data(sharding, np.asarray(v)),
+        dict(local_batch))
 
 
 def initialize_distributed(coordinator_address: str | None = None,

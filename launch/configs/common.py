@@ -47,16 +47,34 @@ def base_config() -> ml_collections.ConfigDict:
         "flip_augment": True,
         "max_eval_sequences": 0,
     })
-    c.loss = ml_collections.ConfigDict({"name": "supervised"})
-    # VideoPose3D: AMSGrad, lr 1e-3 decayed by 0.95 per epoch, batch 1024, 80 epochs
-    # (60 for 243 frames), batch-norm momentum 0.1 -> 0.001.
+    # The recipe (jpose.recipes): a registry name or "module:ATTR"; its own fields too.
+    c.recipe = ml_collections.ConfigDict(
+        {"name": "supervised", "stream": "labelled", "trajectory": False})
+    # Named training streams (jpose.training.streams): split, global_batch_size (0: the
+    # run's), network (whose receptive field sizes the windows; "": the pose network),
+    # flip (default data.flip_augment). The primary stream defines the epoch.
+    c.streams = ml_collections.ConfigDict(
+        {"labelled": {"split": "labelled", "global_batch_size": 0, "network": ""}})
+    c.primary_stream = "labelled"
+    # Evaluators (jpose.evaluators) by name: type and the recipe predictor they run.
+    c.evals = ml_collections.ConfigDict(
+        {"test": {"type": "h36m_protocols", "predictor": "pose"}})
+    # A stage: start the named networks from another run's latest checkpoint (fresh
+    # optimiser, step 0). Empty workdir: from scratch.
+    c.init_from = ml_collections.ConfigDict({"workdir": "", "networks": ()})
+    # VideoPose3D: AMSGrad (as PyTorch computes it), lr 1e-3 decayed by 0.95 per epoch,
+    # batch 1024, 80 epochs, batch-norm momentum 0.1 -> 0.001. param_groups: {name:
+    # {pattern, lr_mult, frozen}} over parameter paths "network/layer/...".
     c.optimizer = ml_collections.ConfigDict({
         "name": "amsgrad_epoch_decay", "learning_rate": 1e-3, "lr_decay": 0.95,
-        "boundaries": (), "factor": 0.1, "clip_norm": 0.0})
+        "boundaries": (), "factor": 0.1, "clip_norm": 0.0, "param_groups": {}})
     c.bn_momentum = ml_collections.ConfigDict({"initial": 0.1, "final": 0.001})
     c.global_batch_size = 1024
     c.num_epochs = 80
     c.num_steps = 0  # > 0 overrides num_epochs * steps_per_epoch
+    # A logged loss above this stops the run as diverged (recipe loss units; metres for
+    # the supervised MPJPE, where 1 km is far beyond any pose).
+    c.max_loss = 1e3
     c.log_every = 50
     c.eval_every = 0  # steps; 0 evaluates at the end only
     c.checkpoint_every = 1000

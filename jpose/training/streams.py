@@ -1,0 +1,346 @@
+"""Named training streams and the evaluation set, built from a config.
+
+A *stream* is a named, random-access batch source: batch ``k`` of stream ``s`` is a pure
+function of ``(config.seed, s, k)`` (:func:`jpose.datasets.pipelines.training_batches`
+with a seed derived from the run seed and the stream's name), so the train step is
+still the whole data state and a resumed run sees exactly the batches it would have
+seen. The *primary* stream (``config.primary_stream``) defines the epoch: learning-rate
+decay, the batch-norm momentum schedule and ``num_epochs`` count its epochs; every other
+stream cycles through its own epochs at the same step. Each process reads only its slice
+of every global batch.
+
+Data sources (``config.data.source``):
+
+* ``multiview`` -- the generated multi-view dataset (:mod:`jpose.datasets.multiview`):
+  DeepMimic motion capture (the embedded default) or synthetic motion, or a saved
+  ``.npz`` of one (``data.path``). Training records: the splits ``data.train_splits``
+  (subjects S1-S4 of the sample data); evaluation: ``data.eval_split`` (held-out subject,
+  and cameras if ``data.held_out_cameras``).
+* ``tfds`` -- a dataset built by ``launch/prepare_data.py`` (``data.dataset``: ``h36m``
+  or ``mpi_inf_3dhp``; ``data.data_dir``, ``data.tfds_config``): training subjects
+  ``data.train_subjects``, evaluation ``data.test_subjects`` (3DHP: the ``test`` split);
+  ``data.cameras`` (a camera set name or indices; empty: all).
+* ``h36m_videopose3d`` -- Human3.6M from VideoPose3D's preprocessed ``.npz`` files plus
+  the raw release's ``metadata.xml`` cameras (:mod:`jpose.datasets.h36m_videopose3d`);
+  those files hold pickles, so ``data.allow_pickle`` must be set explicitly.
+
+The training records are then split into *labelled* and *unlabelled* by
+``data.protocol`` (:func:`labelled_split`, the protocols of :mod:`jpose.datasets.protocols`);
+a stream reads ``split = "labelled" | "unlabelled" | "train"`` (all training records).
+``data.downsample_fps`` > 0 downsamples training **and** evaluation (VideoPose3D's
+``--downsample``; with the ``fraction`` protocol the labelled chunk is cut first and
+strided inside, VideoPose3D's order).
+
+Every stream's examples carry (leading axis the batch; see :mod:`jpose.datasets.pipelines`):
+``inputs`` (receptive-field windows or single frames, normalised screen coordinates),
+``poses_3d`` (root-relative, metres, camera frame), ``trajectory`` (camera-frame root,
+metres), ``camera`` (the 9-vector of intrinsics in screen units ``[fx, fy, cx, cy, k1,
+k2, k3, p1, p2]``, :func:`jpose.camera.intrinsics9`) and ``weight`` (0 for padding). The
+window length follows the network the stream feeds (``streams.<name>.network``).
+
+The sample data and the built datasets share one path: both become pose-sequence
+examples of the builders' schema (:mod:`jpose.datasets.records`), then
+:class:`~jpose.datasets.multiview.SequenceRecord` s, then training examples.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jpose import skeleton
+from jpose.datasets import multiview, pipelines, protocols
+from jpose.datasets import records as records_lib
+from jpose.nets.network import Network
+
+__all__ = ["DataSets", "Stream", "Streams", "PROTOCOLS", "SPLITS", "DEVICE_KEYS",
+           "load_data", "labelled_split", "make_streams", "stream_seed"]
+
+#: ``data.protocol`` values.
+PROTOCOLS = ("all", "subjects", "fraction", "action_half", "hard_actions")
+#: What a stream may read.
+SPLITS = ("labelled", "unlabelled", "train")
+#: Batch entries sent to the devices when present; the others (indices, flags) stay on
+#: the host.
+DEVICE_KEYS = ("inputs", "poses_3d", "trajectory", "camera", "weight")
+
+
+class DataSets(NamedTuple):
+    """The run's sequences, before they are cut into examples."""
+
+    splits: dict[str, pipelines.Sequences | None]  # labelled / unlabelled / train
+    eval_sequences: tuple  # ((action, inputs (F, J_in, C), poses_3d (F, J_out, 3)), ...)
+    eval_frames: tuple  # per eval sequence {"valid": (F,) bool, "activity": (F,) int32}
+    layout: str  # joint layout of the 3D targets
+    input_layout: str  # joint layout of the 2D inputs
+    meta: dict[str, Any]  # what recipes may read: joint counts, features, layouts
+
+
+class Stream(NamedTuple):
+    name: str
+    split: str
+    batches: pipelines.TrainingBatches
+    keys: tuple[str, ...]  # entries of a batch that go to the devices
+
+
+class Streams(NamedTuple):
+    streams: dict[str, Stream]
+    primary: str
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return int(self.streams[self.primary].batches.steps_per_epoch)
+
+    def batch(self, step: int) -> dict[str, dict[str, np.ndarray]]:
+        """This process's slice of global step ``step``: ``{stream: {key: array}}``."""
+        out = {}
+        for name, s in self.streams.items():
+            local = s.batches.batch(step)
+            out[name] = {k: local[k] for k in s.keys}
+        return out
+
+
+def stream_seed(seed: int, name: str) -> int:
+    """The seed of stream ``name``: independent streams per name, stable across runs."""
+    state = np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1)
+    return int(state[0] & 0x7FFFFFFF)
+
+
+# ------------------------------------------------------------------------- records
+
+
+def _records(config) -> tuple[tuple, tuple, tuple | None]:
+    """``(training records, evaluation records, action names or None)``."""
+    d = config.data
+    if d.source == "multiview":
+        if d.get("path"):
+            ds = multiview.load_multiview_dataset(d.path)
+        else:
+            ds = multiview.make_multiview_dataset(
+                d.motion, layout=d.layout, num_subjects=int(d.num_subjects),
+                num_cameras=int(d.num_cameras),
+                held_out_cameras=tuple(int(c) for c in d.held_out_cameras),
+                synthetic_frames=int(d.get("synthetic_frames", 100)),
+                seed=int(d.generator_seed))
+        # Through the builders' example schema, as the real datasets go.
+        train = tuple(r for s in d.train_splits for r in records_lib.records_from_examples(
+            records_lib.examples_from_multiview(ds, s), layout=ds.layout))
+        test = records_lib.records_from_examples(
+            records_lib.examples_from_multiview(ds, d.eval_split), layout=ds.layout)
+        return train, test, ds.actions
+    if d.source == "tfds":
+        return _tfds_records(d)
+    if d.source == "h36m_videopose3d":
+        from jpose.datasets import h36m_videopose3d as h36m
+        records = h36m.load_videopose3d_h36m(
+            d.path_3d, d.path_2d, d.metadata_xml, allow_pickle=bool(d.allow_pickle),
+            subjects=tuple(d.train_subjects) + tuple(d.test_subjects), layout=d.layout)
+        train = tuple(r for r in records if r.subject in tuple(d.train_subjects))
+        test = tuple(r for r in records if r.subject in tuple(d.test_subjects))
+        # Report per action class, merging takes ('Walking 1' + 'Walking'), as VideoPose3D.
+        test = tuple(r._replace(action=h36m.action_class(r.action)) for r in test)
+        return train, test, None
+    raise ValueError(f"data.source: unknown source {d.source!r}; expected 'multiview', "
+                     "'tfds' or 'h36m_videopose3d'.")
+
+
+def _tfds_records(d) -> tuple[tuple, tuple, None]:
+    from jpose.datasets import tfds_build
+
+    config = d.get("tfds_config", "") or None
+
+    def load(splits):
+        # One example at a time: only the record's arrays stay (a Human3.6M example also
+        # holds the 32-joint arrays, about 4x the memory of the record).
+        records = []
+        for split in splits:
+            source = tfds_build.load(d.dataset, data_dir=d.data_dir, split=split, config=config)
+            for i in range(len(source)):
+                records.extend(records_lib.records_from_examples([source[i]], layout=d.layout))
+        return tuple(records)
+
+    test_splits = ("test",) if d.dataset == "mpi_inf_3dhp" else tuple(d.test_subjects)
+    train, test = load(tuple(d.train_subjects)), load(test_splits)
+    if d.get("cameras", ()):
+        cams = d.cameras if isinstance(d.cameras, str) else tuple(int(c) for c in d.cameras)
+        train = protocols.select_cameras(train, cams)
+    if d.dataset == "h36m":
+        from jpose.datasets import h36m_videopose3d as h36m
+
+        # Report per action class, merging takes, as VideoPose3D.
+        test = tuple(r._replace(action=h36m.action_class(r.action)) for r in test)
+    else:
+        test = tuple(r._replace(action=r.subject) for r in test)  # per test sequence
+    return tuple(train), test, None
+
+
+def _downsample_stride(records: tuple, target_fps: float, what: str) -> int:
+    """The frame stride taking every record from its fps to ``target_fps``."""
+    strides = {round(protocols.fps_of(r) / target_fps) for r in records}
+    protocols.downsample(records[:1], target_fps=target_fps)  # names a non-integer ratio
+    if len(strides) != 1:
+        raise ValueError(f"data.downsample_fps: the {what} records have different frame "
+                         f"rates ({sorted({protocols.fps_of(r) for r in records})} fps); "
+                         "downsample them separately.")
+    return int(strides.pop())
+
+
+def labelled_split(d, train: tuple) -> protocols.LabelledSplit:
+    """Labelled and unlabelled training records under ``data.protocol``:
+
+    * ``all``: every training record labelled, none unlabelled;
+    * ``subjects``: ``data.labelled_subjects`` labelled (e.g. ``("S1",)``, ``("S1",
+      "S5")``), the other training subjects unlabelled;
+    * ``fraction``: ``data.labelled_fraction`` (0.001, 0.01, 0.05, 0.1) of
+      ``data.labelled_subjects`` in VideoPose3D's contiguous chunks, the other subjects
+      unlabelled (:func:`jpose.datasets.protocols.subset_frames`);
+    * ``action_half``: the first 8 Human3.6M actions labelled, the other 7 unlabelled
+      (Li et al.);
+    * ``hard_actions``: every action but Photo, Purchases, Sitting, SittingDown labelled.
+
+    Then ``data.downsample_fps`` > 0 keeps every k-th frame of both (inside the chunk for
+    ``fraction``, as VideoPose3D's ``fetch`` does).
+    """
+    protocol = d.get("protocol", "all")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"data.protocol: unknown protocol {protocol!r}; expected one of "
+                         f"{PROTOCOLS}")
+    target_fps = float(d.get("downsample_fps", 0) or 0)
+    stride = _downsample_stride(train, target_fps, "training") if target_fps > 0 else 1
+    subjects = tuple(d.get("labelled_subjects", ("S1",)))
+
+    def strided(items):
+        return protocols.stride_frames(items, stride) if stride > 1 and items else tuple(items)
+
+    if protocol == "all":
+        return protocols.LabelledSplit(strided(train), ())
+    if protocol in ("subjects", "fraction"):
+        known = sorted({protocols.subject_of(r) for r in train})
+        missing = [s for s in subjects if s not in known]
+        if missing:
+            raise ValueError(f"data.labelled_subjects: {missing} are not training subjects "
+                             f"({known})")
+        lab = protocols.select(train, subjects=subjects)
+        rest = tuple(r for r in train if protocols.subject_of(r) not in subjects)
+        if protocol == "subjects":
+            return protocols.LabelledSplit(strided(lab), strided(rest))
+        chunks = protocols.subset_frames(lab, float(d.labelled_fraction), stride=stride)
+        if not chunks:
+            raise ValueError(f"data.labelled_fraction: {d.labelled_fraction} of {subjects} "
+                             "leaves no labelled frames")
+        return protocols.LabelledSplit(chunks, strided(rest))
+    if protocol == "action_half":
+        split = protocols.h36m_action_split(train, subjects=tuple(d.train_subjects))
+    else:
+        split = protocols.h36m_hard_action_split(train, subjects=tuple(d.train_subjects))
+    return protocols.LabelledSplit(strided(split.labelled), strided(split.unlabelled))
+
+
+def _limit(records: tuple, count: int) -> tuple:
+    """At most ``count`` records (0: all), spread over actions for a fair small sample."""
+    if count <= 0 or len(records) <= count:
+        return records
+    by_action: dict[str, list] = {}
+    for r in records:
+        by_action.setdefault(r.action, []).append(r)
+    picked, i = [], 0
+    while len(picked) < count:
+        for recs in by_action.values():
+            if i < len(recs) and len(picked) < count:
+                picked.append(recs[i])
+        i += 1
+    return tuple(picked)
+
+
+def load_data(config) -> DataSets:
+    """The labelled, unlabelled and whole training sequences and the evaluation set."""
+    d = config.data
+    train, test, actions = _records(config)
+    split = labelled_split(d, train)
+    target_fps = float(d.get("downsample_fps", 0) or 0)
+    if target_fps > 0:  # the 10 fps settings evaluate at 10 fps too
+        test = protocols.downsample(test, target_fps=target_fps)
+    test = _limit(test, int(d.get("max_eval_sequences", 0) or 0))
+    use_clean = bool(d.get("use_clean_2d", False))
+
+    def sequences(records):
+        if not records:
+            return None
+        return pipelines.sequences_from_records(
+            records, layout=d.layout, actions=actions, use_clean_2d=use_clean,
+            with_cameras=True)
+
+    splits = {"labelled": sequences(split.labelled), "unlabelled": sequences(split.unlabelled),
+              "train": sequences(tuple(split.labelled) + tuple(split.unlabelled))}
+    evals = sequences(test)
+    first = splits["labelled"]
+    input_layout = getattr(first, "input_layout", None) or d.layout
+    meta = {"layout": d.layout, "input_layout": input_layout,
+            "num_joints_in": first.num_joints_in, "num_joints_out": first.num_joints_out,
+            "in_features": first.in_features}
+    # Per-frame evaluation flags (MPI-INF-3DHP test: valid_frame and activity ids).
+    frames = tuple({"valid": np.ones(r.num_frames, bool) if r.valid is None else r.valid,
+                    "activity": (np.zeros(r.num_frames, np.int32) if r.activity is None
+                                 else r.activity)} for r in test)
+    return DataSets(
+        splits=splits,
+        eval_sequences=tuple((s.action_name, s.inputs, s.poses_3d) for s in evals),
+        eval_frames=frames,
+        layout=d.layout, input_layout=input_layout, meta=meta)
+
+
+# ------------------------------------------------------------------------- streams
+
+
+def _stream_configs(config) -> dict[str, Mapping[str, Any]]:
+    streams = {k: dict(v) for k, v in dict(config.streams).items()}
+    if not streams:
+        raise ValueError("streams: the config defines no training stream")
+    if config.primary_stream not in streams:
+        raise ValueError(f"primary_stream: {config.primary_stream!r} is not one of the "
+                         f"streams {sorted(streams)}")
+    return streams
+
+
+def make_streams(config, data: DataSets, nets: Mapping[str, Network], *,
+                 process_index: int = 0, process_count: int = 1) -> Streams:
+    """The config's streams (``config.streams``: ``{name: {split, global_batch_size,
+    network, flip}}``) over ``data``, windows sized for the network each feeds."""
+    out = {}
+    for name, s in _stream_configs(config).items():
+        split = s.get("split", "labelled")
+        if split not in SPLITS:
+            raise ValueError(f"streams.{name}.split: {split!r}; expected one of {SPLITS}")
+        seqs = data.splits[split]
+        if seqs is None:
+            raise ValueError(
+                f"streams.{name}: the {split!r} split is empty under data.protocol="
+                f"{config.data.get('protocol', 'all')!r}; choose a protocol that leaves "
+                f"{split} data, or drop the stream")
+        net_name = s.get("network", "") or ("pose" if "pose" in nets else sorted(nets)[0])
+        if net_name not in nets:
+            raise ValueError(f"streams.{name}.network: {net_name!r} is not one of the "
+                             f"recipe's networks {sorted(nets)}")
+        net = nets[net_name]
+        if net.kind == "temporal":
+            examples = pipelines.temporal_windows(seqs, receptive_field=net.receptive_field,
+                                                  padding=net.padding)
+        else:
+            examples = pipelines.single_frames(seqs)
+        flip = bool(s.get("flip", config.data.flip_augment))
+        layouts = (data.input_layout, data.layout)
+        flip_layouts = None
+        if flip:
+            flip_layouts = skeleton.get(data.layout) if layouts[0] == layouts[1] else layouts
+        batch_size = int(s.get("global_batch_size", 0) or config.global_batch_size)
+        batches = pipelines.training_batches(
+            examples, global_batch_size=batch_size, seed=stream_seed(config.seed, name),
+            process_index=process_index, process_count=process_count,
+            flip_augment=flip_layouts)
+        probe = batches.batch(0)
+        keys = tuple(k for k in DEVICE_KEYS if k in probe)
+        out[name] = Stream(name, split, batches, keys)
+    return Streams(out, str(config.primary_stream))

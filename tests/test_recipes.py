@@ -1,0 +1,238 @@
+"""Recipes, streams, stages and checkpoint fingerprints of the generic training system."""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from jpose import recipes
+from jpose.recipes import Step, supervised
+from jpose.training import checkpoint as ckpt_lib
+from jpose.training import loop, parallel, step as step_lib, streams
+from launch.configs import common
+
+
+class FixedNetwork:
+    """Stands in for a Network: returns given outputs, so losses can be hand-checked."""
+
+    def __init__(self, pose):
+        self.pose = pose
+
+    def apply(self, variables, inputs, *, train, rng=None, bn_momentum=0.0):
+        return {"pose": self.pose + 0.0 * variables["params"]["w"]}, variables["batch_stats"]
+
+
+def _step():
+    return Step(rng=jax.random.key(0), step=jnp.int32(0), bn_momentum=jnp.float32(0.1))
+
+
+def test_supervised_loss_equals_hand_computed_values():
+    b, j = 3, 17
+    target = np.zeros((b, 1, j, 3), np.float32)
+    pose = target.copy()
+    pose[..., 0] = 0.03  # every joint 30 mm off
+    pose[2] = 5.0  # a padding row (weight 0) with a huge error must not count
+    root = np.array([[[0.1, 0.0, 5.0]], [[0.0, 0.0, 2.0]], [[9.0, 9.0, 9.0]]], np.float32)
+    root_pred = root.copy()[:, :, None, :]
+    root_pred[0, 0, 0, 0] += 0.1  # 100 mm at 5 m depth -> 0.02 (1 / z weighting)
+    root_pred[1, 0, 0, 1] += 0.2  # 200 mm at 2 m -> 0.1
+    root_pred[2] += 100.0  # padding
+    nets = {"pose": FixedNetwork(jnp.asarray(pose)),
+            "trajectory": FixedNetwork(jnp.asarray(root_pred))}
+    params = {n: {"w": jnp.zeros(())} for n in nets}
+    stats = {n: {} for n in nets}
+    batch = {"inputs": np.zeros((b, 9, j, 2), np.float32), "poses_3d": target,
+             "trajectory": root, "weight": np.array([1, 1, 0], np.float32)}
+    loss, new_stats, metrics = supervised.supervised_terms(params, stats, batch, _step(),
+                                                           nets=nets)
+    assert float(loss) == pytest.approx(0.03 + (0.02 + 0.1) / 2, rel=1e-5)
+    total, count = metrics["mpjpe_mm"]
+    assert float(total / count) == pytest.approx(30.0, rel=1e-5) and float(count) == 2 * j
+    assert set(new_stats) == {"pose", "trajectory"}
+
+
+def _hp(trajectory=True):
+    return ml_collections.ConfigDict({
+        "model": {"kind": "temporal", "variant": "tiny_9f", "overrides": {}},
+        "recipe": {"name": "supervised", "stream": "labelled", "trajectory": trajectory}})
+
+
+META = {"num_joints_in": 17, "num_joints_out": 17, "in_features": 2}
+
+
+def test_trajectory_network_is_separate_and_unused_by_the_pose_predictor():
+    hp = _hp()
+    nets = supervised.networks(hp, META)
+    assert nets["trajectory"].num_joints_out == 1
+    assert nets["trajectory"].config.filter_widths == nets["pose"].config.filter_widths
+    variables = recipes.init_networks(jax.random.key(0), nets)
+    predictors = supervised.predictors(nets)
+    keypoints = jax.random.normal(jax.random.key(1), (1, 12, 17, 2))
+
+    def pose_output(params):
+        return jnp.sum(predictors["pose"].fn(
+            {"params": params, "batch_stats": variables["batch_stats"]}, keypoints))
+
+    grads = jax.grad(pose_output)(variables["params"])
+    assert all(float(jnp.abs(g).sum()) == 0 for g in jax.tree.leaves(grads["trajectory"]))
+    assert any(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(grads["pose"]))
+    # No shared weights: the two networks' kernels differ (independent keys).
+    a = variables["params"]["pose"]["block0_conv"]["kernel"]
+    b = variables["params"]["trajectory"]["block0_conv"]["kernel"]
+    assert a.shape == b.shape and not np.allclose(a, b)
+    traj = predictors["trajectory"].fn(variables, keypoints)
+    assert traj.shape == (1, 12, 1, 3) and predictors["trajectory"].output == "trajectory"
+
+
+def test_train_step_trains_both_networks_of_a_recipe():
+    hp = _hp()
+    nets = supervised.networks(hp, META)
+    tx = optax.sgd(0.1)
+    init_fn = functools.partial(step_lib.init_state, supervised.RECIPE, nets, hp, tx)
+    state = init_fn(jax.random.key(0))
+    before = jax.device_get(state["params"])
+    train_step = jax.jit(step_lib.make_train_step(
+        supervised.RECIPE, nets, hp, tx, learning_rate=lambda s: 0.1,
+        bn_momentum=lambda s: 0.1))
+    rng = np.random.default_rng(0)
+    batch = {"labelled": {
+        "inputs": rng.normal(size=(4, 9, 17, 2)).astype(np.float32),
+        "poses_3d": rng.normal(size=(4, 1, 17, 3)).astype(np.float32),
+        "trajectory": rng.uniform(2, 6, size=(4, 1, 3)).astype(np.float32),
+        "weight": np.ones(4, np.float32)}}
+    state, metrics = train_step(state, batch, jax.random.key(1))
+    for net in ("pose", "trajectory"):
+        moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), before[net],
+                             jax.device_get(state["params"][net]))
+        assert max(jax.tree.leaves(moved)) > 0
+    assert {"loss", "mpjpe_mm", "trajectory_wmpjpe", "grad_norm"} <= set(metrics)
+
+
+def test_recipe_lookup():
+    assert recipes.get("supervised") is supervised.RECIPE
+    assert recipes.get("tests.toy_two_stream:RECIPE").streams == ("labelled", "unlabelled")
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
+        recipes.get("nope")
+    with pytest.raises(ValueError, match="cannot import"):
+        recipes.get("no_such_module:RECIPE")
+    with pytest.raises(ValueError, match="not a jpose.recipes.Recipe"):
+        recipes.get("jpose.recipes.supervised:loss")
+
+
+def test_stream_seeds_are_independent_and_stable():
+    assert streams.stream_seed(0, "labelled") == streams.stream_seed(0, "labelled")
+    assert streams.stream_seed(0, "labelled") != streams.stream_seed(0, "unlabelled")
+    assert streams.stream_seed(0, "labelled") != streams.stream_seed(1, "labelled")
+
+
+def _tiny_config(**changes):
+    c = common.apply_tiny(common.base_config())
+    c.model.variant = "tiny_9f"
+    for k, v in changes.items():
+        node = c
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = v
+    return c
+
+
+def _save_tiny(directory, config, **kw):
+    ckpt = ckpt_lib.Checkpointer(str(directory), save_every=1, keep=1, config=config, **kw)
+    ckpt.save(1, {"w": jnp.zeros(2)}, force=True)
+    ckpt.close()
+
+
+def test_fingerprint_is_the_whole_config_minus_the_allow_list(tmp_path):
+    base = _tiny_config()
+    _save_tiny(tmp_path / "a", base)
+    # Cadence and length may change on resume...
+    ckpt_lib.Checkpointer(str(tmp_path / "a"), save_every=1, keep=1, config=_tiny_config(
+        eval_every=5, log_every=7, num_steps=99)).check_compatible()
+    # ...anything else may not: here the batch-norm schedule, which used to slip through.
+    changed = ckpt_lib.Checkpointer(str(tmp_path / "a"), save_every=1, keep=1,
+                                    config=_tiny_config(**{"bn_momentum.final": 0.01}))
+    with pytest.raises(ckpt_lib.IncompatibleCheckpointError,
+                       match=r"bn_momentum.final: checkpoint 0.001 vs config 0.01"):
+        changed.check_compatible()
+
+
+def test_fingerprint_hashes_the_files_a_run_consumes(tmp_path):
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"first version")
+    _save_tiny(tmp_path / "a", _tiny_config(**{"data.path": str(data)}))
+    moved = tmp_path / "moved.npz"
+    moved.write_bytes(b"first version")
+    # The same content elsewhere is the same input...
+    ckpt_lib.Checkpointer(str(tmp_path / "a"), save_every=1, keep=1, config=_tiny_config(
+        **{"data.path": str(moved)})).check_compatible()
+    # ...but changed content is not, though the path is the same.
+    data.write_bytes(b"second version")
+    with pytest.raises(ckpt_lib.IncompatibleCheckpointError, match=r"data.path.sha256"):
+        ckpt_lib.Checkpointer(str(tmp_path / "a"), save_every=1, keep=1, config=_tiny_config(
+            **{"data.path": str(data)})).check_compatible()
+
+
+def test_init_from_copies_named_networks_with_a_fresh_optimiser(tmp_path):
+    first = _tiny_config(num_steps=4, checkpoint_every=4, eval_every=0)
+    loop.train_and_evaluate(first, str(tmp_path / "stage1"), progress=False)
+    trained = loop.restore_for_inference(str(tmp_path / "stage1")).variables
+
+    second = _tiny_config(**{"init_from.workdir": str(tmp_path / "stage1"),
+                             "init_from.networks": ("pose",), "recipe.trajectory": True})
+    run = loop.build_run(second)
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    init_fn, _ = loop._abstract_state(run, jax.random.key(0))
+    fresh = init_fn(jax.random.key(0))
+    state, resolved = loop._init_from(second, fresh, mesh)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state["params"]["pose"]),
+                 jax.device_get(trained["params"]["pose"]))
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state["batch_stats"]["pose"]),
+                 jax.device_get(trained["batch_stats"]["pose"]))
+    # The trajectory network (not in stage 1) and the optimiser start fresh, at step 0.
+    jax.tree.map(np.testing.assert_array_equal, state["params"]["trajectory"],
+                 fresh["params"]["trajectory"])
+    jax.tree.map(np.testing.assert_array_equal, state["opt_state"], fresh["opt_state"])
+    assert int(state["step"]) == 0 and set(resolved) == {"init_from.workdir"}
+
+    other = _tiny_config(**{"init_from.workdir": str(tmp_path / "stage1"),
+                            "init_from.networks": ("pose",), "model.variant": "tiny_27f"})
+    run = loop.build_run(other)
+    fresh = loop._abstract_state(run, jax.random.key(0))[0](jax.random.key(0))
+    with pytest.raises(ValueError, match="another architecture"):
+        loop._init_from(other, fresh, mesh)
+    missing = _tiny_config(**{"init_from.workdir": str(tmp_path / "stage1"),
+                              "init_from.networks": ("trajectory",)})
+    with pytest.raises(ValueError, match="has no network 'trajectory'"):
+        loop._init_from(missing, fresh, mesh)
+    assert os.path.exists(tmp_path / "stage1" / "config.json")
+
+
+def test_pck_evaluator_counts_valid_frames_per_scene():
+    from jpose.evaluators import PCKEvaluator
+    from jpose.recipes import Predictor
+
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(6, 17, 3)).astype(np.float32)
+    error = np.zeros_like(target)
+    error[:, :8, 0] = 0.2  # 8 of 17 joints 200 mm off (misses), the rest exact (hits)
+    error[5] = 10.0  # an invalid frame: must not count
+    predictor = Predictor(lambda variables, keypoints: keypoints, "pose", "pose")
+    evaluator = PCKEvaluator(
+        predictor, [("TS5", target + error, target)], layouts=("mpi_inf_3dhp_17",) * 2,
+        flip=False, bucket=8,
+        frames=[{"valid": np.arange(6) < 5, "activity": np.full(6, 2)}])
+    _, values = evaluator.run(None)
+    # The pelvis (root, index 14) is exact after root subtraction: 9 / 17 joints are hits.
+    assert values["pck3d_150mm"] == pytest.approx(100 * 9 / 17, rel=1e-6)
+    assert values["pck3d_150mm/Outdoor"] == values["pck3d_150mm"]
+    assert "pck3d_150mm/Studio GS" not in values
+    assert values["mpjpe_mm"] == pytest.approx(200 * 8 / 17, rel=1e-4)
+    with pytest.raises(ValueError, match="needs per-frame valid flags"):
+        PCKEvaluator(predictor, [("TS5", target, target)], layouts=("mpi_inf_3dhp_17",) * 2,
+                     flip=False, bucket=8)
