@@ -14,7 +14,7 @@ r"""The main job: train and evaluate VideoPose3D on the embedded real-motion dat
    the mean pose and a single-frame linear lifter.
 4. Writes ``poses.png`` (true vs predicted skeletons) and ``main.json``.
 
-Runtime: about 3 minutes on 2 CPU cores.
+Runtime: about 2.5 minutes on 2 CPU cores.
 """
 
 import json

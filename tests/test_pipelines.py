@@ -168,6 +168,36 @@ def test_flip_keeps_camera_projection_consistent(ds):
         np.testing.assert_allclose(proj, b["inputs"][i], atol=2e-5)
 
 
+def test_extrinsics_and_confidence_travel_with_examples_and_flips(ds):
+    """x_cam = R (x_world - c) holds for every example, mirrored ones included (R's first
+    row negated), and confidences are the record's at the target frame, swapped with
+    their joints."""
+    records = ds.split("test")
+    s = pl.sequences_from_records(records, layout=ds.layout, actions=ds.actions)
+    windows = pl.temporal_windows(s, receptive_field=9)
+    tb = pl.training_batches(windows, global_batch_size=32, seed=5, flip_augment="h36m_17")
+    b = tb.batch(0)
+    assert b["extrinsics"].shape == (32, 12) and b["confidence"].shape == (32, 1, 17)
+    assert 0 < b["flipped"].sum() < 32
+    perm = np.asarray(_hand_perm())
+    for i in range(32):
+        r = records[b["sequence_index"][i]]
+        frame = b["frame_index"][i]
+        rotation = b["extrinsics"][i, :9].reshape(3, 3).astype(np.float64)
+        centre = b["extrinsics"][i, 9:].astype(np.float64)
+        world = r.positions_world[frame].astype(np.float64)
+        if b["flipped"][i]:
+            world = world[perm]  # the mirrored pose's joint j is the original's perm[j]
+        x_cam = (world - centre) @ rotation.T
+        np.testing.assert_allclose(x_cam, b["poses_3d"][i, 0] + b["trajectory"][i], atol=2e-5)
+        conf = r.confidence[frame][perm] if b["flipped"][i] else r.confidence[frame]
+        np.testing.assert_array_equal(b["confidence"][i, 0], conf)
+    assert np.allclose(np.linalg.det(b["extrinsics"][:, :9].reshape(-1, 3, 3)),
+                       np.where(b["flipped"], -1.0, 1.0), atol=1e-5)
+    frames = pl.single_frames(s).gather(np.arange(3))
+    assert frames["confidence"].shape == (3, 17)
+
+
 # ------------------------------------------------------------------------------- flips
 
 

@@ -236,3 +236,46 @@ def test_pck_evaluator_counts_valid_frames_per_scene():
     with pytest.raises(ValueError, match="needs per-frame valid flags"):
         PCKEvaluator(predictor, [("TS5", target, target)], layouts=("mpi_inf_3dhp_17",) * 2,
                      flip=False, bucket=8)
+
+
+def test_unlabelled_stream_from_your_own_files(tmp_path):
+    """The semi-supervised recipe's unlabelled stream read from user sequence files made
+    from the sample data: same 2D inputs and cameras as the dataset's own split."""
+    from jpose.datasets import multiview, user_sequences
+
+    config = _load("videopose_semi/sample", "tiny")
+    d = config.data
+    ds = multiview.make_multiview_dataset(
+        d.motion, layout=d.layout, num_subjects=d.num_subjects, num_cameras=d.num_cameras,
+        held_out_cameras=tuple(d.held_out_cameras), synthetic_frames=d.synthetic_frames,
+        seed=d.generator_seed)
+    paths = user_sequences.user_sequences_from_records(
+        ds.split("unlabelled"), str(tmp_path / "mine_"), with_3d=False)
+    assert paths
+    config.streams.unlabelled.source = "files"
+    config.streams.unlabelled.paths = (str(tmp_path),)
+    data = streams.load_data(config)
+    run = loop.build_run(config, data=data)
+    files = run.streams.streams["unlabelled"]
+    own = data.splits["unlabelled"]
+    assert files.split == "files"
+    seqs = files.batches.dataset.sequences
+    assert seqs.num_frames == own.num_frames
+    np.testing.assert_allclose(np.concatenate([s.inputs for s in seqs]),
+                               np.concatenate([s.inputs for s in own]), atol=1e-6)
+    np.testing.assert_allclose(np.stack([s.camera for s in seqs]),
+                               np.stack([s.camera for s in own]), atol=1e-6)
+    # As the primary (3D-reading) stream, unlabelled files are refused.
+    config.streams.labelled.source = "files"
+    config.streams.labelled.paths = (str(tmp_path),)
+    with pytest.raises(ValueError, match="poses_3d"):
+        loop.build_run(config, data=data)
+
+
+def _load(name, arg):
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), "..", "launch", "configs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"cfg_{name.replace('/', '_')}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)

@@ -28,12 +28,13 @@ from jpose.training import checkpoint as ckpt_lib
 from jpose.training import logs, loop, optim, parallel, step as step_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ("sample_videopose", "videopose_27f", "videopose_243f", "martinez_mlp")
+CONFIGS = ("sample_videopose", "videopose_27f", "videopose_243f", "martinez_mlp",
+           "videopose_semi/sample", "videopose_semi/h36m")
 
 
 def load_config(name: str, arg: str = "tiny") -> ml_collections.ConfigDict:
     path = os.path.join(ROOT, "launch", "configs", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", path)
+    spec = importlib.util.spec_from_file_location(f"cfg_{name.replace('/', '_')}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)

@@ -37,6 +37,10 @@ Example dicts (``temporal_windows``; ``single_frames`` drops the window and targ
 * ``camera``: ``(9,)`` float32, only when the sequences carry cameras:
   :func:`jpose.camera.intrinsics9` in screen units (``screen=True``), VideoPose3D's
   layout ``[fx, fy, cx, cy, k1, k2, k3, t0, t1]``.
+* ``extrinsics``: ``(12,)`` float32 with the cameras: ``R`` (row-major) then the centre
+  ``c`` in metres, ``x_cam = R (x_world - c)``.
+* ``confidence``: ``(1, J_in)`` float32 (``(J_in,)`` for single frames) when the
+  sequences carry confidences: the detector's per-joint scores at the target frame.
 
 Batches add ``weight`` (float32; 1 for a real example, 0 for padding, see
 ``drop_remainder``), ``flipped`` (bool, the row is mirrored) and ``example_index`` (int32,
@@ -81,7 +85,9 @@ A flip negates x of ``inputs`` (screen x; channel 0 only, the confidence is kept
 the output layout's for ``poses_3d``, VideoPose3D's ``kps_left/kps_right`` and
 ``joints_left/joints_right``), the same for every frame of the window, and mirrors the
 camera (``cx`` and ``t0`` negated, so that projecting the flipped 3D pose with the
-flipped camera gives the flipped 2D input). Negating screen x mirrors about the image
+flipped camera gives the flipped 2D input); the extrinsics' rotation gets its first row
+negated (the mirrored camera frame ``diag(-1, 1, 1) R``, a reflection) and the
+confidences move with their joints. Negating screen x mirrors about the image
 centre, not the principal point; this is VideoPose3D's convention.
 
 Input and output layouts
@@ -128,6 +134,8 @@ __all__ = [
 FLIP_MODES = ("paired", "random")
 # Seed-stream tags: independent NumPy streams for the shuffle and the flips.
 _TAG_SHUFFLE, _TAG_FLIP = 1, 2
+#: Batch entries a horizontal flip changes.
+_FLIPPED_KEYS = ("inputs", "poses_3d", "trajectory", "camera", "extrinsics", "confidence")
 # Indices of cx and t0 in the intrinsics 9-vector: the entries a horizontal flip negates.
 _CAMERA_FLIP_ENTRIES = (2, 7)
 
@@ -151,6 +159,11 @@ class TrainingSequence(NamedTuple):
       camera_index: camera index in the source dataset's rig (-1 if unknown).
       camera: ``(9,)`` float32 intrinsics in screen units
         (:func:`jpose.camera.intrinsics9` with ``screen=True``), or ``None``.
+      extrinsics: ``(12,)`` float32, the world-to-camera rotation ``R`` (row-major, 9)
+        then the camera centre ``c`` (metres, world frame): ``x_cam = R (x_world - c)``;
+        or ``None``.
+      confidence: ``(F, J_in)`` float32 detector confidences in [0, 1] of the inputs'
+        joints, or ``None``.
     """
 
     inputs: np.ndarray
@@ -161,6 +174,8 @@ class TrainingSequence(NamedTuple):
     subject: str
     camera_index: int
     camera: np.ndarray | None = None
+    extrinsics: np.ndarray | None = None
+    confidence: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -232,12 +247,20 @@ class Sequences:
                 raise ValueError(f"sequences[{i}].trajectory: expected shape ({f}, 3), got {traj.shape}")
             if cam is not None and cam.shape != (9,):
                 raise ValueError(f"sequences[{i}].camera: expected shape (9,) or None, got {cam.shape}")
-            sig = (inputs.shape[1:], poses.shape[1:], cam is None)
+            ext = None if s.extrinsics is None else np.ascontiguousarray(s.extrinsics, np.float32)
+            if ext is not None and ext.shape != (12,):
+                raise ValueError(f"sequences[{i}].extrinsics: expected shape (12,) or None, got {ext.shape}")
+            conf = None if s.confidence is None else np.ascontiguousarray(s.confidence, np.float32)
+            if conf is not None and conf.shape != inputs.shape[:2]:
+                raise ValueError(f"sequences[{i}].confidence: expected shape {inputs.shape[:2]} "
+                                 f"(F, J_in) or None, got {conf.shape}")
+            sig = (inputs.shape[1:], poses.shape[1:], cam is None, ext is None, conf is None)
             if ref is None:
                 ref = sig
             elif sig != ref:
                 raise ValueError(
-                    f"sequences[{i}]: (J_in, C), (J_out, 3), no camera = {sig} differs from "
+                    f"sequences[{i}]: (J_in, C), (J_out, 3), no camera, no extrinsics, no "
+                    f"confidence = {sig} differs from "
                     f"sequence 0's {ref}; all sequences must agree"
                 )
             if self.input_layout is not None and inputs.shape[1] != skel_in.num_joints:
@@ -248,8 +271,9 @@ class Sequences:
             _check_finite(inputs, f"sequences[{i}].inputs")
             _check_finite(poses, f"sequences[{i}].poses_3d")
             _check_finite(traj, f"sequences[{i}].trajectory")
-            if cam is not None:
-                _check_finite(cam, f"sequences[{i}].camera")
+            for name, a in (("camera", cam), ("extrinsics", ext), ("confidence", conf)):
+                if a is not None:
+                    _check_finite(a, f"sequences[{i}].{name}")
             if int(s.action) < 0:
                 raise ValueError(f"sequences[{i}].action: expected a non-negative id, got {s.action}")
             if self.action_names and int(s.action) >= len(self.action_names):
@@ -263,6 +287,8 @@ class Sequences:
                     poses_3d=poses,
                     trajectory=traj,
                     camera=cam,
+                    extrinsics=ext,
+                    confidence=conf,
                     action=int(s.action),
                     camera_index=int(s.camera_index),
                 )
@@ -491,6 +517,14 @@ def sequences_from_records(
                     if with_cameras
                     else None
                 ),
+                extrinsics=(
+                    np.concatenate([np.asarray(r.camera.rotation, np.float32).reshape(9),
+                                    np.asarray(r.camera.centre, np.float32).reshape(3)])
+                    if with_cameras
+                    else None
+                ),
+                confidence=(np.ones(kp.shape[:-1], np.float32) if use_clean_2d
+                            else np.asarray(r.confidence, np.float32)),
             )
         )
     return Sequences(items=tuple(items), action_names=actions, layout=layout,
@@ -521,6 +555,11 @@ class _FrameExamples(grain.MapDataset):
         self._cameras = (
             np.stack([s.camera for s in sequences], axis=0) if sequences.has_cameras else None
         )
+        first = sequences[0]
+        self._extrinsics = (None if first.extrinsics is None else
+                            np.stack([s.extrinsics for s in sequences], axis=0))
+        self._confidence = (None if first.confidence is None else
+                            np.concatenate([s.confidence for s in sequences], axis=0))
 
     @property
     def sequences(self) -> Sequences:
@@ -567,6 +606,11 @@ class _FrameExamples(grain.MapDataset):
         }
         if self._cameras is not None:
             out["camera"] = self._cameras[seq]
+        if self._extrinsics is not None:
+            out["extrinsics"] = self._extrinsics[seq]
+        if self._confidence is not None:
+            conf = self._confidence[idx]  # at the target frame, shaped like poses_3d's joints
+            out["confidence"] = conf.reshape(poses.shape[:-2] + conf.shape[-1:])
         return out
 
     def _gather_flipped(self, indices, flip: np.ndarray, perm_in, perm_out) -> dict[str, np.ndarray]:
@@ -883,6 +927,12 @@ def _flip_rows(batch: dict[str, np.ndarray], rows: np.ndarray, perm_in, perm_out
     if "camera" in batch:
         for e in _CAMERA_FLIP_ENTRIES:
             batch["camera"][rows, e] = -batch["camera"][rows, e]
+    if "confidence" in batch:
+        batch["confidence"][rows] = np.take(batch["confidence"][rows], perm_in, axis=-1)
+    if "extrinsics" in batch:
+        # The mirrored camera frame is diag(-1, 1, 1) x_cam: the rotation's first row
+        # negated (a reflection, det -1), the centre unchanged.
+        batch["extrinsics"][rows, :3] = -batch["extrinsics"][rows, :3]
 
 
 def flip_examples(batch: dict[str, np.ndarray], flip, *, layout, output_layout=None) -> dict[str, np.ndarray]:
@@ -897,7 +947,7 @@ def flip_examples(batch: dict[str, np.ndarray], flip, *, layout, output_layout=N
         raise ValueError(f"flip: expected a (B,) bool array, got shape {flip.shape}")
     out = {k: np.array(v, copy=True) for k, v in batch.items()}
     for k, v in out.items():
-        if k in ("inputs", "poses_3d", "trajectory", "camera") and v.shape[:1] != flip.shape:
+        if k in _FLIPPED_KEYS and v.shape[:1] != flip.shape:
             raise ValueError(f"batch[{k!r}]: leading axis {v.shape[:1]} does not match flip {flip.shape}")
     perm_in, perm_out = _resolve_flip(
         (layout, layout if output_layout is None else output_layout),

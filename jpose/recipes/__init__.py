@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from jpose.recipes import supervised
+from jpose.recipes import supervised, videopose_semi
 from jpose.recipes.base import Predictor, Recipe, Step, init_networks, network_variables
 
 __all__ = ["REGISTRY", "get", "Predictor", "Recipe", "Step", "init_networks",
@@ -18,6 +18,7 @@ __all__ = ["REGISTRY", "get", "Predictor", "Recipe", "Step", "init_networks",
 #: The recipes shipped with jpose, by name.
 REGISTRY: dict[str, Recipe] = {
     "supervised": supervised.RECIPE,
+    "videopose_semi": videopose_semi.RECIPE,
 }
 
 

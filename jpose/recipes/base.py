@@ -39,6 +39,7 @@ class Step(NamedTuple):
     rng: jax.Array  # fold_in(run key, step): dropout and any other per-step randomness
     step: jax.Array  # int32 global step: warm-ups and ramps
     bn_momentum: jax.Array  # float32 batch-norm momentum (PyTorch convention)
+    epoch: jax.Array | int = 0  # int32 epoch of the primary stream: warm-ups in epochs
 
 
 class Predictor(NamedTuple):

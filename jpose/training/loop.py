@@ -308,7 +308,8 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
 
     train_step = step_lib.jit_train_step(
         step_lib.make_train_step(run.recipe, run.nets, config, run.tx,
-                                 learning_rate=run.learning_rate, bn_momentum=run.bn_momentum),
+                                 learning_rate=run.learning_rate, bn_momentum=run.bn_momentum,
+                                 steps_per_epoch=steps_per_epoch),
         abstract, mesh)
     evals = make_evaluators(config, run)
     max_loss = float(config.get("max_loss", math.inf) or math.inf)

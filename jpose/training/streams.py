@@ -24,6 +24,13 @@ Data sources (``config.data.source``):
   the raw release's ``metadata.xml`` cameras (:mod:`jpose.datasets.h36m_videopose3d`);
   those files hold pickles, so ``data.allow_pickle`` must be set explicitly.
 
+A stream may instead read **your own sequence files**: ``streams.<name>.source =
+"files"`` with ``paths`` (``.npz`` files or directories in the format of
+:mod:`jpose.datasets.user_sequences`: any detector's 2D in pixels, the camera
+intrinsics, optionally 3D), served next to the dataset's streams; their 2D is converted
+to the run's input layout and their 3D to its layout by joint name. Such a stream must
+have 3D when it is the primary stream (``require_3d``, default: only the primary).
+
 The training records are then split into *labelled* and *unlabelled* by
 ``data.protocol`` (:func:`labelled_split`, the protocols of :mod:`jpose.datasets.protocols`);
 a stream reads ``split = "labelled" | "unlabelled" | "train"`` (all training records).
@@ -35,7 +42,10 @@ Every stream's examples carry (leading axis the batch; see :mod:`jpose.datasets.
 ``inputs`` (receptive-field windows or single frames, normalised screen coordinates),
 ``poses_3d`` (root-relative, metres, camera frame), ``trajectory`` (camera-frame root,
 metres), ``camera`` (the 9-vector of intrinsics in screen units ``[fx, fy, cx, cy, k1,
-k2, k3, p1, p2]``, :func:`jpose.camera.intrinsics9`) and ``weight`` (0 for padding). The
+k2, k3, t0, t1]``, :func:`jpose.camera.intrinsics9`), ``extrinsics`` (``R`` row-major
+then the centre ``c``, metres: ``x_cam = R (x_world - c)``), ``confidence`` (the 2D
+detector's per-joint scores at the target frame; ones for exact 2D) and ``weight`` (0
+for padding). The
 window length follows the network the stream feeds (``streams.<name>.network``).
 
 The sample data and the built datasets share one path: both become pose-sequence
@@ -65,7 +75,8 @@ PROTOCOLS = ("all", "subjects", "fraction", "action_half", "hard_actions")
 SPLITS = ("labelled", "unlabelled", "train")
 #: Batch entries sent to the devices when present; the others (indices, flags) stay on
 #: the host.
-DEVICE_KEYS = ("inputs", "poses_3d", "trajectory", "camera", "weight")
+DEVICE_KEYS = ("inputs", "poses_3d", "trajectory", "camera", "extrinsics", "confidence",
+               "weight")
 
 
 class DataSets(NamedTuple):
@@ -305,21 +316,78 @@ def _stream_configs(config) -> dict[str, Mapping[str, Any]]:
     return streams
 
 
+def _convert_user_record(r, *, keypoints_layout: str, layout_3d: str, input_layout: str,
+                         layout: str):
+    """A user record with its 2D (``keypoints``, ``confidence``) moved from
+    ``keypoints_layout`` to the run's ``input_layout`` and its 3D (``positions_*``,
+    ``keypoints_clean``) from ``layout_3d`` to the run's ``layout``, by joint name
+    (:func:`jpose.skeleton.convert`: a synthesised joint is a weighted mean of its
+    sources, its confidence the same mean of theirs)."""
+    def conv(a, src, dst):
+        if src == dst:
+            return np.asarray(a, np.float32)
+        return np.asarray(skeleton.convert(np.asarray(a, np.float32), src, dst), np.float32)
+
+    conf = conv(np.asarray(r.confidence)[..., None], keypoints_layout, input_layout)[..., 0]
+    f = r.num_frames
+    return r._replace(
+        keypoints=conv(r.keypoints, keypoints_layout, input_layout), confidence=conf,
+        outlier=np.zeros(conf.shape, bool),
+        keypoints_clean=conv(r.keypoints_clean, layout_3d, layout),
+        positions_camera=conv(r.positions_camera, layout_3d, layout),
+        positions_world=conv(r.positions_world, layout_3d, layout),
+        visible=np.ones((f, skeleton.get(layout).num_joints), bool),
+        keypoints_layout=None if input_layout == layout else input_layout)
+
+
+def _file_sequences(config, name: str, s: Mapping[str, Any], data: DataSets, *,
+                    require_3d: bool) -> pipelines.Sequences:
+    """Sequences of a ``source = "files"`` stream: the user's files (``paths``), their 2D
+    converted to the run's input layout and 3D to its layout by joint name."""
+    from jpose.datasets import user_sequences
+
+    paths = s.get("paths", ())
+    paths = (paths,) if isinstance(paths, str) else tuple(paths)
+    if not paths:
+        raise ValueError(f"streams.{name}.paths: a 'files' stream needs the paths of your "
+                         "sequence files (.npz files or directories)")
+    loaded = user_sequences.load_user_sequences(
+        paths, layout=s.get("layout", "") or None, require_3d=require_3d)
+    layout_3d = loaded.layout_3d or loaded.keypoints_layout
+    records = [_convert_user_record(r, keypoints_layout=loaded.keypoints_layout,
+                                    layout_3d=layout_3d, input_layout=data.input_layout,
+                                    layout=data.layout) for r in loaded.records]
+    return pipelines.sequences_from_records(
+        records, layout=data.layout, actions=None, with_cameras=True,
+        what=f"streams.{name} files")
+
+
 def make_streams(config, data: DataSets, nets: Mapping[str, Network], *,
                  process_index: int = 0, process_count: int = 1) -> Streams:
     """The config's streams (``config.streams``: ``{name: {split, global_batch_size,
-    network, flip}}``) over ``data``, windows sized for the network each feeds."""
+    network, flip}}``, or ``{name: {source: "files", paths, layout, require_3d, ...}}``)
+    over ``data``, windows sized for the network each feeds."""
     out = {}
     for name, s in _stream_configs(config).items():
-        split = s.get("split", "labelled")
-        if split not in SPLITS:
-            raise ValueError(f"streams.{name}.split: {split!r}; expected one of {SPLITS}")
-        seqs = data.splits[split]
-        if seqs is None:
-            raise ValueError(
-                f"streams.{name}: the {split!r} split is empty under data.protocol="
-                f"{config.data.get('protocol', 'all')!r}; choose a protocol that leaves "
-                f"{split} data, or drop the stream")
+        source = s.get("source", "") or "data"
+        if source == "files":
+            split = "files"
+            seqs = _file_sequences(config, name, s, data,
+                                   require_3d=bool(s.get("require_3d",
+                                                         name == config.primary_stream)))
+        elif source == "data":
+            split = s.get("split", "labelled")
+            if split not in SPLITS:
+                raise ValueError(f"streams.{name}.split: {split!r}; expected one of {SPLITS}")
+            seqs = data.splits[split]
+            if seqs is None:
+                raise ValueError(
+                    f"streams.{name}: the {split!r} split is empty under data.protocol="
+                    f"{config.data.get('protocol', 'all')!r}; choose a protocol that leaves "
+                    f"{split} data, or drop the stream")
+        else:
+            raise ValueError(f"streams.{name}.source: {source!r}; expected 'data' (the "
+                             "config's dataset) or 'files' (your own sequence files)")
         net_name = s.get("network", "") or ("pose" if "pose" in nets else sorted(nets)[0])
         if net_name not in nets:
             raise ValueError(f"streams.{name}.network: {net_name!r} is not one of the "

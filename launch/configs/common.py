@@ -106,10 +106,13 @@ def apply_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
-def parse_arg(arg: str) -> set[str]:
-    """Switches from the config-string argument (``--config=file.py:tiny``)."""
+def parse_arg(arg: str, extra: tuple[str, ...] = ()) -> set[str]:
+    """Switches from the config-string argument (``--config=file.py:tiny,supervised``):
+    ``tiny`` everywhere, plus a config's own ``extra`` switches."""
     switches = {s for s in (arg or "").split(",") if s}
-    unknown = switches - {"tiny"}
+    known = {"tiny", *extra}
+    unknown = switches - known
     if unknown:
-        raise ValueError(f"config argument: unknown switches {sorted(unknown)}; known: tiny.")
+        raise ValueError(f"config argument: unknown switches {sorted(unknown)}; known: "
+                         f"{', '.join(sorted(known))}.")
     return switches
