@@ -6,8 +6,10 @@ r"""Exports the latest checkpoint of a workdir for inference without the trainin
 The run's config is read from its checkpoint. Writes ``model.jaxexport`` (``jax.export``
 with symbolic batch and time), ``variables.npz`` and ``metadata.json`` of the network
 behind the recipe predictor ``--predictor`` (``pose``; ``trajectory`` for a recipe with
-a trajectory network); load it with the standalone ``jpose/exported_model.py`` (jax and
-numpy only), or run ``launch/lift.py`` on a keypoint file. Only process 0 writes.
+a trajectory network). Load it with the standalone ``jpose/exported_model.py`` (jax and
+numpy only), or run ``launch/lift.py`` on a keypoint file: ``--model=<pose export>
+--trajectory_model=<trajectory export>`` gives absolute camera-frame poses. Only
+process 0 writes.
 """
 
 from absl import flags
@@ -33,6 +35,10 @@ def run(workdir: str, output: str, *, predictor: str = "pose", overwrite: bool =
         return {}
     meta = restored.meta
     kind = restored.run.predictors[predictor].output
+    if kind not in ("pose", "trajectory"):
+        raise ValueError(f"--predictor: {predictor!r} combines networks ({kind}); export the "
+                         "'pose' and 'trajectory' predictors and pass both to "
+                         "launch/lift.py (--model, --trajectory_model)")
     return export.export_lifter(
         jax.device_get(variables), net.config, output, layout=meta["input_layout"],
         output_layout=meta["layout"] if kind == "pose" else None, overwrite=overwrite,

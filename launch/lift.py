@@ -34,7 +34,10 @@ Output (``--output``, ``.npz``, written atomically: temp file then rename):
 ``poses_3d`` (N, T, J, 3) float32 **metres**, ``joint_names`` (J,), ``layout`` (the
 model's output layout), ``units`` = "metres", ``frame`` = "camera (x right, y down,
 z forward), root-relative", ``input_layout``, ``image_size`` (2,), and for COCO input
-``image_ids`` (T,), the id of each frame.
+``image_ids`` (T,), the id of each frame. With ``--trajectory_model`` (a trajectory
+network's export) also ``trajectory`` (N, T, 3) metres, the root's camera-frame
+position, and ``poses_camera`` (N, T, J, 3) = ``poses_3d + trajectory``, absolute
+camera-frame joints.
 """
 
 from __future__ import annotations
@@ -245,8 +248,14 @@ def run(
     *,
     layout: str | None = None,
     image_size: tuple[float, float] | None = None,
+    trajectory_model_dir: str | None = None,
 ) -> dict[str, Any]:
     """Read ``input_path``, lift it with the export in ``model_dir``, write ``output_path``.
+
+    With ``trajectory_model_dir`` (the export of a trajectory network, e.g. the
+    ``trajectory`` predictor of the ``videopose_semi`` recipe) the output also holds
+    ``trajectory`` (N, T, 3), the root's camera-frame position in metres, and
+    ``poses_camera`` = ``poses_3d + trajectory``: absolute camera-frame joints.
 
     Returns the arrays written (as a dict).
     """
@@ -266,6 +275,21 @@ def run(
         "input_layout": np.asarray(detections.layout),
         "image_size": np.asarray(size, np.float64),
     }
+    if trajectory_model_dir is not None:
+        if trajectory:
+            raise ValueError(f"--model: {model_dir} is a trajectory model; pass the pose "
+                             "model as --model and the trajectory one as --trajectory_model")
+        traj_model = ExportedLifter.load(trajectory_model_dir)
+        if traj_model.metadata.get("output_kind") != "trajectory":
+            raise ValueError(f"--trajectory_model: {trajectory_model_dir} is not a trajectory "
+                             f"model (output kind {traj_model.metadata.get('output_kind')!r})")
+        if traj_model.metadata["input_layout"] != model.metadata["input_layout"]:
+            raise ValueError(
+                f"--trajectory_model: takes {traj_model.metadata['input_layout']!r} joints but "
+                f"--model takes {model.metadata['input_layout']!r}")
+        root = lift(traj_model, detections, image_size=size)[..., 0, :]  # (N, T, 3)
+        out["trajectory"] = root
+        out["poses_camera"] = poses + root[..., None, :]
     if detections.image_ids is not None:
         out["image_ids"] = detections.image_ids
     write_output(output_path, out)
@@ -291,6 +315,9 @@ def define_flags(flag_values=flags.FLAGS) -> None:
     flags.DEFINE_string("layout", None, "Joint layout of an .npz input (default: the "
                         "model's input layout); COCO JSON is always coco_17.",
                         flag_values=flag_values)
+    flags.DEFINE_string("trajectory_model", None, "Export of a trajectory network: adds the "
+                        "camera-frame root trajectory and absolute poses.",
+                        flag_values=flag_values)
     flags.DEFINE_float("image_width", None, "Image width in pixels.", flag_values=flag_values)
     flags.DEFINE_float("image_height", None, "Image height in pixels.", flag_values=flag_values)
 
@@ -303,7 +330,8 @@ def main(argv) -> None:
         raise app.UsageError("Pass both --image_width and --image_height, or neither.")
     size = None if f.image_width is None else (f.image_width, f.image_height)
     try:
-        out = run(f.model, f.input, f.output, layout=f.layout, image_size=size)
+        out = run(f.model, f.input, f.output, layout=f.layout, image_size=size,
+                  trajectory_model_dir=f.trajectory_model)
     except (ValueError, FileNotFoundError) as e:  # bad files or arguments: no traceback
         raise SystemExit(f"lift.py: error: {e}") from None
     print(f"Wrote {f.output}: poses_3d {out['poses_3d'].shape} metres, layout {out['layout']}.")

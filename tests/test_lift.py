@@ -187,3 +187,26 @@ def test_bad_inputs(model, tmp_path):
     with pytest.raises(ValueError, match="coco_17"):
         run("dup.json", layout="h36m_17", image_size=(10, 10))
     assert not out.exists()  # nothing written on failure
+
+
+def test_trajectory_model_adds_camera_frame_root_and_absolute_poses(model, tmp_path):
+    directory, reference = model
+    cfg = temporal.variant("tiny_trajectory_9f")
+    variables = jax.tree.map(np.asarray, temporal.init(jax.random.key(4), cfg))
+    traj_dir = tmp_path / "trajectory"
+    export.export_lifter(variables, cfg, traj_dir, platforms=("cpu",))
+    traj_ref = jax.jit(lambda x: temporal.apply(variables, x, config=cfg, train=False)[0])
+    rng = np.random.default_rng(1)
+    pixels = rng.uniform(0, 1000, (20, 17, 2)).astype(np.float32)
+    path = tmp_path / "kp.npz"
+    np.savez(path, keypoints=pixels, image_size=np.array([1000.0, 1000.0]))
+    out = lift.run(str(directory), str(path), str(tmp_path / "out.npz"),
+                   trajectory_model_dir=str(traj_dir))
+    x = _screen(pixels, 1000.0, 1000.0)[None]
+    root = np.asarray(traj_ref(x))[..., 0, :]
+    np.testing.assert_allclose(out["trajectory"], root, atol=1e-5)
+    np.testing.assert_allclose(out["poses_camera"],
+                               np.asarray(reference(x)) + root[..., None, :], atol=1e-5)
+    with pytest.raises(ValueError, match="is not a trajectory model"):
+        lift.run(str(directory), str(path), str(tmp_path / "o2.npz"),
+                 trajectory_model_dir=str(directory))

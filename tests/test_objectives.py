@@ -97,11 +97,11 @@ def _semi_setup():
     return hp, nets, variables, {"labelled": stream(4), "unlabelled": stream(6)}
 
 
-@pytest.mark.parametrize("epoch, uses_unlabelled", [(0, False), (1, True)])
-def test_semi_supervised_warm_up_then_unlabelled_gradients(epoch, uses_unlabelled):
+@pytest.mark.parametrize("phase, uses_unlabelled", [(0, False), (1, True)])
+def test_semi_supervised_warm_up_then_unlabelled_gradients(phase, uses_unlabelled):
     hp, nets, variables, batch = _semi_setup()
     step = Step(rng=jax.random.key(1), step=jnp.int32(0), bn_momentum=jnp.float32(0.1),
-                epoch=jnp.int32(epoch))
+                epoch=jnp.int32(phase), phase=phase)
 
     def value(unl_inputs):
         b = {"labelled": batch["labelled"], "unlabelled": {**batch["unlabelled"],
@@ -124,3 +124,23 @@ def test_semi_supervised_refuses_2d_in_another_layout():
         videopose_semi.networks(hp, {"num_joints_in": 17, "num_joints_out": 17,
                                      "in_features": 2, "layout": "h36m_17",
                                      "input_layout": "coco_17"})
+
+
+def test_semi_supervised_phases_follow_the_warm_up():
+    from jpose.recipes import phase_boundaries, phase_of
+    hp, _, _, _ = _semi_setup()
+    bounds = phase_boundaries(videopose_semi.RECIPE, hp)
+    assert bounds == (1,)
+    assert [phase_of(bounds, e) for e in (0, 1, 5)] == [0, 1, 1]
+    hp.recipe.warmup_epochs = 0
+    assert phase_boundaries(videopose_semi.RECIPE, hp) == ()
+
+
+def test_li_weighted_fidelity_hand_values():
+    from jpose.objectives import pseudo_labels
+    scores = jnp.array([0.9, 0.7, 0.3])
+    np.testing.assert_allclose(pseudo_labels.confidence_weight(scores, tau=0.7), [1.0, 0.7, 0.3])
+    pred = jnp.zeros((3, 3))
+    pseudo = jnp.array([[0.1, 0.0, 0.0], [0.0, 0.2, 0.0], [0.0, 0.0, 0.3]])
+    np.testing.assert_allclose(pseudo_labels.weighted_fidelity(pred, pseudo, scores, tau=0.7),
+                               [0.01, 0.7 * 0.04, 0.3 * 0.09], rtol=1e-5)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib
 
 from jpose.recipes import supervised, videopose_semi
-from jpose.recipes.base import Predictor, Recipe, Step, init_networks, network_variables
+from jpose.recipes.base import (Predictor, Recipe, Step, init_networks, network_variables,
+                                phase_boundaries, phase_of)
 
 __all__ = ["REGISTRY", "get", "Predictor", "Recipe", "Step", "init_networks",
-           "network_variables"]
+           "network_variables", "phase_boundaries", "phase_of"]
 
 #: The recipes shipped with jpose, by name.
 REGISTRY: dict[str, Recipe] = {

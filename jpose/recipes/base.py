@@ -21,6 +21,13 @@ its named predictors. Everything a recipe needs is an argument:
 
 ``streams`` lists the stream names the loss reads; the loop refuses a config that does
 not define them.
+
+``phases(hp) -> (epoch, ...)`` (optional) lists the epochs of the primary stream at which
+the loss changes form (a warm-up on labelled data alone, a stage switch). ``step.phase``
+is then a *static* Python int -- the number of those boundaries reached -- and the loop
+compiles one train step per phase. Prefer this to ``lax.cond`` on a traced epoch: XLA
+on CPU runs convolutions inside a conditional an order of magnitude slower (measured:
+0.09 s vs 1.4 s per semi-supervised step), and a phase costs one compile.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from typing import Any, NamedTuple
 
 import jax
 
-__all__ = ["Step", "Predictor", "Recipe", "init_networks", "network_variables"]
+__all__ = ["Step", "Predictor", "Recipe", "init_networks", "network_variables",
+           "phase_boundaries", "phase_of"]
 
 
 class Step(NamedTuple):
@@ -39,7 +47,8 @@ class Step(NamedTuple):
     rng: jax.Array  # fold_in(run key, step): dropout and any other per-step randomness
     step: jax.Array  # int32 global step: warm-ups and ramps
     bn_momentum: jax.Array  # float32 batch-norm momentum (PyTorch convention)
-    epoch: jax.Array | int = 0  # int32 epoch of the primary stream: warm-ups in epochs
+    epoch: jax.Array | int = 0  # int32 epoch of the primary stream: ramps in epochs
+    phase: int = 0  # a Python int (static): which of the recipe's phases this step is in
 
 
 class Predictor(NamedTuple):
@@ -64,6 +73,7 @@ class Recipe(NamedTuple):
     predictors: Callable[[Mapping[str, Any]], dict[str, Predictor]]
     streams: tuple[str, ...]
     init: Callable[..., dict] | None = None  # None: init_networks
+    phases: Callable[[Any], tuple[int, ...]] | None = None  # None: one phase
 
 
 def init_networks(rng: jax.Array, nets: Mapping[str, Any], hp=None) -> dict:
@@ -79,3 +89,15 @@ def init_networks(rng: jax.Array, nets: Mapping[str, Any], hp=None) -> dict:
 def network_variables(variables: Mapping[str, Any], name: str) -> dict:
     """One network's ``{"params", "batch_stats"}`` out of the recipe's variables."""
     return {"params": variables["params"][name], "batch_stats": variables["batch_stats"][name]}
+
+
+def phase_boundaries(recipe: Recipe, hp) -> tuple[int, ...]:
+    """The recipe's phase boundaries in epochs, sorted, positive ones only."""
+    if recipe.phases is None:
+        return ()
+    return tuple(sorted(int(e) for e in recipe.phases(hp) if int(e) > 0))
+
+
+def phase_of(boundaries: tuple[int, ...], epoch: int) -> int:
+    """The phase of ``epoch``: how many boundaries it has reached."""
+    return sum(int(epoch) >= b for b in boundaries)

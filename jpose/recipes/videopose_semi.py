@@ -89,7 +89,6 @@ def loss(params, batch_stats, batch, step, *, nets, hp):
     r = hp.recipe
     lab, unl = batch["labelled"], batch["unlabelled"]
     n_lab = lab["inputs"].shape[0]
-    warm = jnp.asarray(step.epoch) >= int(r.get("warmup_epochs", 1))
 
     def supervised_only(_):
         pose, pose_stats = _forward(nets, params, batch_stats, "pose", lab["inputs"], step, 0)
@@ -127,7 +126,9 @@ def loss(params, batch_stats, batch, step, *, nets, hp):
                               jnp.asarray(gap.size, gap.dtype)))
         return value, {"pose": pose_stats, "trajectory": traj_stats}, m
 
-    value, stats, m = jax.lax.cond(warm, semi_supervised, supervised_only, None)
+    # Phase 0 is the warm-up (when there is one): a separately compiled step.
+    warming_up = int(r.get("warmup_epochs", 1)) > 0 and step.phase == 0
+    value, stats, m = supervised_only(None) if warming_up else semi_supervised(None)
     return value, ({**batch_stats, **stats}, m)
 
 
@@ -147,5 +148,10 @@ def predictors(nets) -> dict:
             "camera_pose": Predictor(camera_pose, "pose", "camera_pose")}
 
 
+def phases(hp) -> tuple[int, ...]:
+    """Phase 0: the labelled warm-up; phase 1: joint training."""
+    return (int(hp.recipe.get("warmup_epochs", 1)),)
+
+
 RECIPE = Recipe(name="videopose_semi", networks=networks, loss=loss, predictors=predictors,
-                streams=("labelled", "unlabelled"))
+                streams=("labelled", "unlabelled"), phases=phases)

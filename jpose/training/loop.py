@@ -306,11 +306,21 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
         _write_json(os.path.join(workdir, "config.json"), ckpt_lib.plain_config(config))
     log = logs.MetricsLog(workdir, resume_step=start if restored else None) if chief else None
 
-    train_step = step_lib.jit_train_step(
-        step_lib.make_train_step(run.recipe, run.nets, config, run.tx,
-                                 learning_rate=run.learning_rate, bn_momentum=run.bn_momentum,
-                                 steps_per_epoch=steps_per_epoch),
-        abstract, mesh)
+    boundaries = recipes.phase_boundaries(run.recipe, config)
+    compiled_steps: dict[int, Any] = {}
+
+    def train_step_for(step: int):
+        """The jitted step of ``step``'s phase (one compile per phase, on first use)."""
+        phase = recipes.phase_of(boundaries, step // steps_per_epoch)
+        if phase not in compiled_steps:
+            compiled_steps[phase] = step_lib.jit_train_step(
+                step_lib.make_train_step(
+                    run.recipe, run.nets, config, run.tx, learning_rate=run.learning_rate,
+                    bn_momentum=run.bn_momentum, steps_per_epoch=steps_per_epoch,
+                    phase=phase),
+                abstract, mesh)
+        return compiled_steps[phase]
+
     evals = make_evaluators(config, run)
     max_loss = float(config.get("max_loss", math.inf) or math.inf)
 
@@ -338,7 +348,7 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
     try:
         for step in range(start, num_steps):
             batch = parallel.global_batch(run.streams.batch(step), mesh)
-            state, step_metrics = train_step(state, batch, step_rng)
+            state, step_metrics = train_step_for(step)(state, batch, step_rng)
             pending.append((step, step_metrics))
             done = step + 1
             due_ckpt = done % int(config.checkpoint_every) == 0 or done == num_steps

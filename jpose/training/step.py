@@ -37,19 +37,21 @@ def init_state(recipe: Recipe, nets: Mapping[str, Any], hp, tx: optax.GradientTr
 
 def make_train_step(recipe: Recipe, nets: Mapping[str, Any], hp,
                     tx: optax.GradientTransformation, *, learning_rate: optax.Schedule,
-                    bn_momentum: optax.Schedule, steps_per_epoch: int = 1) -> Callable:
+                    bn_momentum: optax.Schedule, steps_per_epoch: int = 1,
+                    phase: int = 0) -> Callable:
     """The pure ``train_step(state, batch, rng) -> (state, metrics)``.
 
     ``metrics``: ``loss``, ``learning_rate``, ``bn_momentum``, ``grad_norm`` and each of
     the recipe's ``(sum, count)`` metrics as ``sum / count``. ``steps_per_epoch`` (of the
-    primary stream) gives the loss its :attr:`Step.epoch`.
+    primary stream) gives the loss its :attr:`Step.epoch`; ``phase`` is the static
+    :attr:`Step.phase` (one compiled step per phase of the recipe).
     """
 
     def train_step(state, batch, rng):
         step = state["step"]
         momentum = jnp.asarray(bn_momentum(step), jnp.float32)
         info = Step(rng=jax.random.fold_in(rng, step), step=step, bn_momentum=momentum,
-                    epoch=step // steps_per_epoch)
+                    epoch=step // steps_per_epoch, phase=int(phase))
 
         def objective(params):
             return recipe.loss(params, state["batch_stats"], batch, info, nets=nets, hp=hp)
