@@ -11,6 +11,8 @@
   sequence records, shared by the sample data), :mod:`.protocols` (the splits of the
   five works), :mod:`.pipelines` (receptive-field windows, single frames, batches with
   exact resume and per-process slices), :mod:`.multiview_tuples`, :mod:`.augment`.
+* Your own data: :mod:`.user_sequences` (any detector's 2D, camera intrinsics, optional
+  3D, as ``.npz`` files: reader, writer, and a converter from the sample records).
 * Human3.6M helpers: :mod:`.h36m_cameras` (``metadata.xml``), :mod:`.h36m_videopose3d`
   (VideoPose3D's ``.npz`` files, pickle opt-in).
 
