@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from jpose.recipes import supervised, videopose_semi
+from jpose.recipes import li_boosting, supervised, videopose_semi
 from jpose.recipes.base import (Predictor, Recipe, Step, init_networks, network_variables,
                                 phase_boundaries, phase_of)
 
@@ -20,6 +20,7 @@ __all__ = ["REGISTRY", "get", "Predictor", "Recipe", "Step", "init_networks",
 REGISTRY: dict[str, Recipe] = {
     "supervised": supervised.RECIPE,
     "videopose_semi": videopose_semi.RECIPE,
+    "li_boosting": li_boosting.RECIPE,
 }
 
 

@@ -39,7 +39,7 @@ __all__ = ["IncompatibleCheckpointError", "Checkpointer", "fingerprint", "plain_
 #: Everything else -- model, recipe, optimiser, schedules, data, streams, seed, batch
 #: sizes, ``bn_momentum`` -- must match, or the resume is refused.
 ALLOWED_CHANGES = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-                   "num_steps", "eval", "evals", "export", "max_loss",
+                   "num_steps", "eval", "evals", "export", "max_loss", "boost",
                    "data.max_eval_sequences")
 
 
@@ -127,6 +127,11 @@ class Checkpointer:
                 create=True, cleanup_tmp_directories=True),
             item_names=("state", "record"),
         )
+
+    def resolve(self, resolved: Mapping[str, str]) -> None:
+        """Substitutes digests (e.g. the ``init_from`` run's) into the fingerprint."""
+        if resolved:
+            self._fingerprint = fingerprint(self._config, resolved=resolved)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()

@@ -288,16 +288,15 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
     shardings, target = _restore_target(abstract, mesh)
 
     state = None
-    resolved: dict[str, str] = {}
-    existing = ckpt_lib.Checkpointer(_checkpoints(workdir), save_every=1, keep=1, config=config)
-    has_checkpoint = existing.latest_step() is not None
-    existing.close()
-    if not has_checkpoint or config.get("init_from", {}).get("workdir", ""):
-        state = jax.jit(init_fn, out_shardings=shardings)(init_rng)
-        state, resolved = _init_from(config, state, mesh)
+    # One manager per directory: a second one would race the first over cleaning up a
+    # checkpoint left half-written by a killed run.
     checkpointer = ckpt_lib.Checkpointer(
         _checkpoints(workdir), save_every=int(config.checkpoint_every),
-        keep=int(config.keep_checkpoints), config=config, resolved=resolved)
+        keep=int(config.keep_checkpoints), config=config)
+    if checkpointer.latest_step() is None or config.get("init_from", {}).get("workdir", ""):
+        state = jax.jit(init_fn, out_shardings=shardings)(init_rng)
+        state, resolved = _init_from(config, state, mesh)
+        checkpointer.resolve(resolved)
     restored = checkpointer.restore(target)
     if restored is not None:
         state = restored[0]

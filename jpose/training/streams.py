@@ -30,6 +30,9 @@ A stream may instead read **your own sequence files**: ``streams.<name>.source =
 intrinsics, optionally 3D), served next to the dataset's streams; their 2D is converted
 to the run's input layout and their 3D to its layout by joint name. Such a stream must
 have 3D when it is the primary stream (``require_3d``, default: only the primary).
+``source = "pseudo_labels"`` with ``path`` reads the pseudo-labelled videos of Li et
+al.'s stage B (:mod:`jpose.datasets.pseudo_labels`), each example with its video's
+``bone_lengths``.
 
 The training records are then split into *labelled* and *unlabelled* by
 ``data.protocol`` (:func:`labelled_split`, the protocols of :mod:`jpose.datasets.protocols`);
@@ -95,6 +98,9 @@ class Stream(NamedTuple):
     split: str
     batches: pipelines.TrainingBatches
     keys: tuple[str, ...]  # entries of a batch that go to the devices
+    # Per-sequence arrays (S, ...) gathered into each example by its sequence index
+    # (e.g. a pseudo-labelled video's bone lengths).
+    per_sequence: Mapping[str, np.ndarray] | None = None
 
 
 class Streams(NamedTuple):
@@ -111,6 +117,8 @@ class Streams(NamedTuple):
         for name, s in self.streams.items():
             local = s.batches.batch(step)
             out[name] = {k: local[k] for k in s.keys}
+            for key, table in (s.per_sequence or {}).items():
+                out[name][key] = table[local["sequence_index"]]
         return out
 
 
@@ -370,7 +378,19 @@ def make_streams(config, data: DataSets, nets: Mapping[str, Network], *,
     out = {}
     for name, s in _stream_configs(config).items():
         source = s.get("source", "") or "data"
-        if source == "files":
+        per_sequence = None
+        if source == "pseudo_labels":
+            from jpose.datasets import pseudo_labels
+
+            split = "pseudo_labels"
+            if not s.get("path", ""):
+                raise ValueError(f"streams.{name}.path: a 'pseudo_labels' stream needs the "
+                                 "file written by stage B of launch/boost.py")
+            if bool(s.get("flip", config.data.flip_augment)):
+                raise ValueError(f"streams.{name}.flip: must be False for pseudo labels (a "
+                                 "mirror would swap the left/right per-video bone lengths)")
+            seqs, per_sequence = pseudo_labels.load(str(s["path"]))
+        elif source == "files":
             split = "files"
             seqs = _file_sequences(config, name, s, data,
                                    require_3d=bool(s.get("require_3d",
@@ -387,7 +407,8 @@ def make_streams(config, data: DataSets, nets: Mapping[str, Network], *,
                     f"{split} data, or drop the stream")
         else:
             raise ValueError(f"streams.{name}.source: {source!r}; expected 'data' (the "
-                             "config's dataset) or 'files' (your own sequence files)")
+                             "config's dataset), 'files' (your own sequence files) or "
+                             "'pseudo_labels'")
         net_name = s.get("network", "") or ("pose" if "pose" in nets else sorted(nets)[0])
         if net_name not in nets:
             raise ValueError(f"streams.{name}.network: {net_name!r} is not one of the "
@@ -410,5 +431,5 @@ def make_streams(config, data: DataSets, nets: Mapping[str, Network], *,
             flip_augment=flip_layouts)
         probe = batches.batch(0)
         keys = tuple(k for k in DEVICE_KEYS if k in probe)
-        out[name] = Stream(name, split, batches, keys)
+        out[name] = Stream(name, split, batches, keys, per_sequence)
     return Streams(out, str(config.primary_stream))
