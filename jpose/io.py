@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import secrets
 import zipfile
@@ -20,7 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "load_npz", "save_npz_atomic"]
+__all__ = ["atomic_write", "load_npz", "save_json_atomic", "save_npz_atomic"]
 
 # np.savez writes a zip archive: local-file header first, or only the end-of-central-
 # directory record for an archive with no arrays. (np.load tests the same prefixes.)
@@ -169,3 +171,22 @@ def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -
         raise ValueError(f"save_npz_atomic: {os.fspath(path)!r}: object arrays "
                          f"({', '.join(map(repr, objects))}) cannot be stored without pickle")
     atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
+
+
+def save_json_atomic(path: str | os.PathLike, value: Any) -> None:
+    """``value`` as strict, indented JSON at ``path`` through :func:`atomic_write`.
+
+    Non-finite floats become ``null`` (``json.dumps`` would write ``NaN`` / ``Infinity``,
+    which other JSON readers reject).
+    """
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, Mapping):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    text = json.dumps(clean(value), indent=2, allow_nan=False)
+    atomic_write(path, lambda f: f.write(text), binary=False)

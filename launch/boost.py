@@ -23,7 +23,6 @@ and joints with score > tau), Table 3 on the evaluation set; metrics ``mpjpe``,
 ``n_mpjpe``, ``p_mpjpe`` (action-wise for Table 3), millimetres.
 """
 
-import json
 import os
 
 from absl import flags
@@ -164,9 +163,7 @@ def run(config, workdir: str, *, progress: bool = True) -> dict:
                                                    progress=progress))
     report = {"units": "mm", "tau": float(config.boost.tau), "table1": table1,
               "table3": table3}
-    text = json.dumps(report, indent=2)
-    io.atomic_write(os.path.join(workdir, "boost.json"), lambda f: f.write(text),
-                    binary=False)
+    io.save_json_atomic(os.path.join(workdir, "boost.json"), report)
     return report
 
 

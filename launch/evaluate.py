@@ -9,8 +9,6 @@ of the recipe predictor ``--predictor``. ``--flip`` toggles test-time flip augme
 (default: the config's).
 """
 
-import json
-
 from absl import flags
 
 import _common  # noqa: F401
@@ -48,10 +46,9 @@ def main(argv):
     print(evaluation.format_table({"": acc}, protocols=("mpjpe", "p_mpjpe", "n_mpjpe",
                                                         "mpjve")))
     if _OUTPUT.value:
-        text = json.dumps({"units": "mm", "summary": acc.summary_mm(),
-                           "per_action": {k: acc.per_action_mm(k) for k, _ in
-                                          evaluation.PROTOCOLS}}, indent=2)
-        io.atomic_write(_OUTPUT.value, lambda f: f.write(text), binary=False)
+        io.save_json_atomic(_OUTPUT.value, {
+            "units": "mm", "summary": acc.summary_mm(),
+            "per_action": {k: acc.per_action_mm(k) for k, _ in evaluation.PROTOCOLS}})
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ r"""The main job: train and evaluate VideoPose3D on the embedded real-motion dat
 Runtime: about 2.5 minutes on 2 CPU cores.
 """
 
-import json
 import os
 
 from absl import flags
@@ -82,8 +81,7 @@ def run(config, workdir: str) -> dict:
         prediction_label="VideoPose3D")
 
     summary = {name: acc.summary_mm() for name, acc in results.items()}
-    text = json.dumps({"units": "mm", "results": summary}, indent=2)
-    io.atomic_write(os.path.join(workdir, "main.json"), lambda f: f.write(text), binary=False)
+    io.save_json_atomic(os.path.join(workdir, "main.json"), {"units": "mm", "results": summary})
     print(f"\nWrote {picture}, {os.path.join(workdir, 'curves.png')} and main.json.")
     return summary
 

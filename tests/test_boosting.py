@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from jpose.datasets import pseudo_labels
-from jpose.recipes import Step, init_networks, li_boosting
+from jpose.recipes import Step, li_boosting
+from tests.fakes import FixedNetwork
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,16 +41,6 @@ def test_pseudo_label_file_round_trip_and_errors(tmp_path):
         pseudo_labels.load(str(tmp_path / "bad.npz"))
 
 
-class _Fixed:
-    """A network returning given poses, so the loss can be checked by hand."""
-
-    def __init__(self, pose):
-        self.pose = pose
-
-    def apply(self, variables, inputs, *, train, rng=None, bn_momentum=0.0):
-        return {"pose": self.pose + 0.0 * variables["params"]["w"]}, variables["batch_stats"]
-
-
 def test_li_loss_hand_values():
     j = 17
     lab_target = np.zeros((1, 1, j, 3), np.float32)
@@ -62,7 +53,7 @@ def test_li_loss_hand_values():
     hp = ml_collections.ConfigDict({"data": {"layout": "h36m_17"},
                                     "recipe": {"tau": 0.7, "fidelity": "weighted",
                                                "gamma": 2.0}})
-    nets = {"pose": _Fixed(jnp.asarray(pred))}
+    nets = {"pose": FixedNetwork(jnp.asarray(pred))}
     # A pose with every joint at the same point has zero-length bones: U = b^2.
     batch = {"labelled": {"inputs": np.zeros((1, 1, j, 2), np.float32),
                           "poses_3d": lab_target, "weight": np.ones(1, np.float32)},

@@ -170,3 +170,13 @@ def test_save_npz_atomic_creates_parents_and_refuses_object_arrays(tmp_path):
         io.save_npz_atomic(path, {"a": np.zeros(1), "bad": np.asarray([None], dtype=object)})
     np.testing.assert_array_equal(io.load_npz(path)["a"], np.ones(2))  # left as it was
     assert os.listdir(path.parent) == ["x.npz"]
+
+
+def test_save_json_atomic_writes_strict_json(tmp_path):
+    import json
+
+    path = tmp_path / "r.json"
+    io.save_json_atomic(path, {"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": 2}})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": [1.5, None], "c": {"d": 2}}

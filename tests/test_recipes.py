@@ -15,16 +15,7 @@ from jpose.recipes import Step, supervised
 from jpose.training import checkpoint as ckpt_lib
 from jpose.training import loop, parallel, step as step_lib, streams
 from launch.configs import common
-
-
-class FixedNetwork:
-    """Stands in for a Network: returns given outputs, so losses can be hand-checked."""
-
-    def __init__(self, pose):
-        self.pose = pose
-
-    def apply(self, variables, inputs, *, train, rng=None, bn_momentum=0.0):
-        return {"pose": self.pose + 0.0 * variables["params"]["w"]}, variables["batch_stats"]
+from tests.fakes import FixedNetwork
 
 
 def _step():

@@ -25,7 +25,7 @@ from jpose.objectives import supervised as objectives
 from jpose.recipes.base import Predictor, Recipe, network_variables
 
 __all__ = ["RECIPE", "networks", "loss", "predictors", "pose_network_spec",
-           "trajectory_network_spec", "masked_mean"]
+           "trajectory_network_spec", "masked_mean", "labelled_losses", "supervised_terms"]
 
 
 def pose_network_spec(hp, meta) -> dict:
@@ -63,33 +63,45 @@ def masked_mean(per_element, weight):
     return total, count.astype(total.dtype)
 
 
+def labelled_losses(pose, trajectory, batch):
+    """The pose MPJPE and (``trajectory`` not None) the trajectory WMPJPE of predictions
+    on a labelled batch: ``(loss, metrics)``.
+
+    ``pose`` is shaped like ``batch["poses_3d"]``; ``trajectory`` holds one "joint" per
+    example (``(B, [1,] 1, 3)``), the target ``batch["trajectory"]`` weighted by ``1 / z``.
+    """
+    weight = batch["weight"]
+    total, count = masked_mean(objectives.mpjpe_loss(pose, batch["poses_3d"]), weight)
+    loss = total / jnp.maximum(count, 1.0)
+    metrics = {"mpjpe_mm": (metrics_lib.to_millimetres(total), count)}
+    if trajectory is not None:
+        target = batch["trajectory"][..., None, :]  # one "joint": (B, [1,] 1, 3)
+        per_root = objectives.weighted_mpjpe_loss(trajectory.reshape(target.shape), target,
+                                                  depth=target[..., 2])
+        t_total, t_count = masked_mean(per_root, weight)
+        loss = loss + t_total / jnp.maximum(t_count, 1.0)
+        metrics["trajectory_wmpjpe"] = (t_total, t_count)
+    return loss, metrics
+
+
 def supervised_terms(params, batch_stats, batch, step, *, nets):
     """The pose (and trajectory) losses on one labelled batch.
 
     Returns ``(loss, new batch_stats for the networks used, metrics)``; shared with the
     recipes that add terms on other streams.
     """
-    weight = batch["weight"]
     outputs, pose_stats = nets["pose"].apply(
         {"params": params["pose"], "batch_stats": batch_stats["pose"]}, batch["inputs"],
         train=True, rng=step.rng, bn_momentum=step.bn_momentum)
-    per_joint = objectives.mpjpe_loss(outputs["pose"], batch["poses_3d"])
-    total, count = masked_mean(per_joint, weight)
-    loss = total / jnp.maximum(count, 1.0)
     new_stats = {"pose": pose_stats}
-    metrics = {"mpjpe_mm": (metrics_lib.to_millimetres(total), count)}
+    trajectory = None
     if "trajectory" in nets:
-        traj_out, traj_stats = nets["trajectory"].apply(
+        traj_out, new_stats["trajectory"] = nets["trajectory"].apply(
             {"params": params["trajectory"], "batch_stats": batch_stats["trajectory"]},
             batch["inputs"], train=True, rng=jax.random.fold_in(step.rng, 1),
             bn_momentum=step.bn_momentum)  # its own dropout masks
-        target = batch["trajectory"][..., None, :]  # one "joint": (B, [1,] 1, 3)
-        pred = traj_out["pose"].reshape(target.shape)
-        per_root = objectives.weighted_mpjpe_loss(pred, target, depth=target[..., 2])
-        t_total, t_count = masked_mean(per_root, weight)
-        loss = loss + t_total / jnp.maximum(t_count, 1.0)
-        new_stats["trajectory"] = traj_stats
-        metrics["trajectory_wmpjpe"] = (t_total, t_count)
+        trajectory = traj_out["pose"]
+    loss, metrics = labelled_losses(outputs["pose"], trajectory, batch)
     return loss, new_stats, metrics
 
 

@@ -38,9 +38,9 @@ import jax.numpy as jnp
 
 from jpose import metrics as metrics_lib
 from jpose.objectives import bones, projection
-from jpose.objectives import supervised as objectives
 from jpose.recipes.base import Predictor, Recipe, network_variables
-from jpose.recipes.supervised import masked_mean, pose_network_spec, trajectory_network_spec
+from jpose.recipes.supervised import (labelled_losses, pose_network_spec,
+                                      trajectory_network_spec)
 from jpose.nets import network
 
 __all__ = ["RECIPE", "networks", "loss", "predictors"]
@@ -72,19 +72,6 @@ def _forward(nets, params, batch_stats, name, inputs, step, salt):
     return out["pose"], stats
 
 
-def _labelled_terms(pose, traj, lab):
-    """Pose MPJPE + trajectory WMPJPE on the labelled rows: ``(loss, metrics)``."""
-    per_joint = objectives.mpjpe_loss(pose, lab["poses_3d"])
-    total, count = masked_mean(per_joint, lab["weight"])
-    target = lab["trajectory"][..., None, :]
-    per_root = objectives.weighted_mpjpe_loss(traj.reshape(target.shape), target,
-                                              depth=target[..., 2])
-    t_total, t_count = masked_mean(per_root, lab["weight"])
-    value = total / jnp.maximum(count, 1.0) + t_total / jnp.maximum(t_count, 1.0)
-    return value, {"mpjpe_mm": (metrics_lib.to_millimetres(total), count),
-                   "trajectory_wmpjpe": (t_total, t_count)}
-
-
 def loss(params, batch_stats, batch, step, *, nets, hp):
     r = hp.recipe
     lab, unl = batch["labelled"], batch["unlabelled"]
@@ -94,7 +81,7 @@ def loss(params, batch_stats, batch, step, *, nets, hp):
         pose, pose_stats = _forward(nets, params, batch_stats, "pose", lab["inputs"], step, 0)
         traj, traj_stats = _forward(nets, params, batch_stats, "trajectory", lab["inputs"],
                                     step, 1)
-        value, m = _labelled_terms(pose, traj, lab)
+        value, m = labelled_losses(pose, traj, lab)
         zero = jnp.zeros((), value.dtype)
         m.update(reconstruction_2d=(zero, zero), bone_gap_mm=(zero, zero))
         return value, {"pose": pose_stats, "trajectory": traj_stats}, m
@@ -103,7 +90,7 @@ def loss(params, batch_stats, batch, step, *, nets, hp):
         both = jnp.concatenate([lab["inputs"], unl["inputs"]], axis=0)
         pose, pose_stats = _forward(nets, params, batch_stats, "pose", both, step, 0)
         traj, traj_stats = _forward(nets, params, batch_stats, "trajectory", both, step, 1)
-        value, m = _labelled_terms(pose[:n_lab], traj[:n_lab], lab)
+        value, m = labelled_losses(pose[:n_lab], traj[:n_lab], lab)
         pose_u, traj_u = pose[n_lab:], traj[n_lab:]
         # (B, 1, J, 3) root-relative + (B, 1, 1, 3) root = camera-frame joints.
         points = pose_u + traj_u.reshape(pose_u.shape[:-2] + (1, 3))

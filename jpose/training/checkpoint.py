@@ -31,8 +31,8 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-__all__ = ["IncompatibleCheckpointError", "Checkpointer", "fingerprint", "plain_config",
-           "ALLOWED_CHANGES", "file_sha256"]
+__all__ = ["IncompatibleCheckpointError", "Checkpointer", "CheckpointReader", "fingerprint",
+           "plain_config", "ALLOWED_CHANGES", "file_sha256"]
 
 #: Config fields that may change between a run and its resume: they do not change the
 #: training trajectory (logging, evaluation and checkpoint cadence, run length, export).
@@ -84,13 +84,18 @@ def fingerprint(config, *, resolved: Mapping[str, str] | None = None) -> dict[st
         return node
 
     plain = files(plain)
-    for dotted, digest in (resolved or {}).items():
+    _substitute(plain, resolved or {})
+    return plain
+
+
+def _substitute(fp: dict, resolved: Mapping[str, str]) -> None:
+    """In place: the dotted fields of ``resolved`` become ``{"sha256": digest}``."""
+    for dotted, digest in resolved.items():
         *parents, leaf = dotted.split(".")
-        node = plain
+        node = fp
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = {"sha256": digest}
-    return plain
 
 
 def _to_plain(value):
@@ -130,8 +135,7 @@ class Checkpointer:
 
     def resolve(self, resolved: Mapping[str, str]) -> None:
         """Substitutes digests (e.g. the ``init_from`` run's) into the fingerprint."""
-        if resolved:
-            self._fingerprint = fingerprint(self._config, resolved=resolved)
+        _substitute(self._fingerprint, resolved)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -191,6 +195,60 @@ class Checkpointer:
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+class CheckpointReader:
+    """Read-only access to another run's checkpoints (evaluation, export, ``init_from``).
+
+    Unlike :class:`Checkpointer` it creates nothing and never cleans up temporary
+    directories, so it can read a run that is still training. Its PyTree handler can
+    restore a *subtree* of the saved state (:meth:`subtrees`). A context manager.
+    """
+
+    def __init__(self, directory: str, *, what: str):
+        self.directory = os.path.abspath(directory)
+        if not os.path.isdir(self.directory):
+            raise FileNotFoundError(f"{what}: no checkpoints directory ({directory}); "
+                                    "train there first")
+        self._manager = ocp.CheckpointManager(self.directory, item_handlers={
+            "state": ocp.PyTreeCheckpointHandler(), "record": ocp.JsonCheckpointHandler()})
+        self.step = self._manager.latest_step()
+        if self.step is None:
+            self._manager.close()
+            raise FileNotFoundError(f"{what}: {directory} holds no checkpoint")
+
+    def __enter__(self) -> "CheckpointReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._manager.close()
+
+    def record(self) -> dict:
+        """The latest checkpoint's JSON record (fingerprint, config, step, meta)."""
+        return self._manager.restore(self.step, args=ocp.args.Composite(
+            record=ocp.args.JsonRestore()))["record"]
+
+    def state(self, abstract_state) -> Any:
+        """The latest state restored into ``abstract_state``'s shapes and shardings."""
+        return self._manager.restore(self.step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(item=abstract_state, restore_args=_restore_args(
+                abstract_state))))["state"]
+
+    def metadata(self) -> Any:
+        """The saved state's tree of array metadata (``.shape``, ``.dtype``)."""
+        meta = self._manager.item_metadata(self.step)["state"]
+        return getattr(meta, "tree", meta)
+
+    def subtrees(self, target) -> Any:
+        """The saved arrays of ``target``'s subtree (``ShapeDtypeStruct`` leaves with
+        shardings), the rest of the state left unread."""
+        return self._manager.restore(self.step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(item=target, restore_args=_restore_args(target),
+                                         partial_restore=True)))["state"]
+
+
+def _restore_args(target):
+    return jax.tree.map(lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding), target)
 
 
 def abstract_with_shardings(state) -> Any:

@@ -31,10 +31,7 @@ class MetricsLog:
         self.path = os.path.join(workdir, "metrics.jsonl")
         if os.path.exists(self.path):
             records = self.read(self.path)
-            keep = [r for r in records if resume_step is not None and r["step"] <= resume_step]
-            if len(keep) != len(records):
-                _atomic_write(self.path, lambda f: f.writelines(
-                    json.dumps(r) + "\n" for r in keep))
+            self._keep(records, lambda r: resume_step is not None and r["step"] <= resume_step)
 
     def write(self, kind: str, step: int, values: Mapping[str, Any]) -> None:
         """Appends a record; an ``eval`` record replaces one already at that step (a
@@ -42,13 +39,16 @@ class MetricsLog:
         record = {"kind": kind, "step": int(step)}
         record.update({k: float(v) for k, v in values.items()})
         if kind == "eval" and os.path.exists(self.path):
-            records = self.read(self.path)
-            keep = [r for r in records if not (r["kind"] == "eval" and r["step"] == int(step))]
-            if len(keep) != len(records):
-                _atomic_write(self.path, lambda f: f.writelines(
-                    json.dumps(r) + "\n" for r in keep))
+            self._keep(self.read(self.path),
+                       lambda r: not (r["kind"] == "eval" and r["step"] == int(step)))
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def _keep(self, records: list[dict], keep) -> None:
+        """Rewrites the file (atomically) with the records ``keep`` accepts, if any go."""
+        kept = [r for r in records if keep(r)]
+        if len(kept) != len(records):
+            _atomic_write(self.path, lambda f: f.writelines(json.dumps(r) + "\n" for r in kept))
 
     @staticmethod
     def read(path: str) -> list[dict]:

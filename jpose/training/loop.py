@@ -38,7 +38,6 @@ from typing import Any, NamedTuple
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
 
 from jpose import evaluators, io, recipes
@@ -162,21 +161,10 @@ def _checkpoints(workdir: str) -> str:
 
 def load_workdir_config(workdir: str) -> tuple[ml_collections.ConfigDict, dict]:
     """``(config, meta)`` of the run in ``workdir``, from its latest checkpoint record."""
-    directory = _checkpoints(workdir)
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"--workdir={workdir}: no checkpoints directory "
-                                f"({directory}); train there first")
-    manager = ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "record"))
-    try:
-        step = manager.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"--workdir={workdir}: {directory} holds no checkpoint")
-        record = manager.restore(step, args=ocp.args.Composite(
-            record=ocp.args.JsonRestore()))["record"]
-    finally:
-        manager.close()
+    with ckpt_lib.CheckpointReader(_checkpoints(workdir), what=f"--workdir={workdir}") as r:
+        record = r.record()
     if "config" not in record or "meta" not in record:
-        raise ValueError(f"--workdir={workdir}: the checkpoint at step {step} has no stored "
+        raise ValueError(f"--workdir={workdir}: the checkpoint at step {r.step} has no stored "
                          "config (written by an older jpose); retrain it")
     config = ml_collections.ConfigDict(record["config"])
     config.lock()
@@ -194,19 +182,8 @@ def _init_from(config, state, mesh) -> tuple[dict, dict[str, str]]:
     if not workdir:
         return state, {}
     names = tuple((spec.get("networks", ()) or ())) or tuple(state["params"])
-    directory = os.path.abspath(_checkpoints(workdir))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"init_from.workdir: {workdir} has no checkpoints directory")
-    # A PyTree handler (not the standard one) can restore a subtree of the saved state.
-    manager = ocp.CheckpointManager(directory, item_handlers={
-        "state": ocp.PyTreeCheckpointHandler(), "record": ocp.JsonCheckpointHandler()})
-    try:
-        step = manager.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"init_from.workdir: {directory} holds no checkpoint")
-        meta = manager.item_metadata(step)["state"]
-        tree = getattr(meta, "tree", meta)
-        sharding = parallel.replicated(mesh)
+    with ckpt_lib.CheckpointReader(_checkpoints(workdir), what="init_from.workdir") as reader:
+        tree = reader.metadata()
         wanted = {}
         for group in ("params", "batch_stats"):
             for name in names:
@@ -214,16 +191,11 @@ def _init_from(config, state, mesh) -> tuple[dict, dict[str, str]]:
                     raise ValueError(f"init_from.networks: {workdir} has no network {name!r} "
                                      f"(it has {sorted(tree[group])})")
             wanted[group] = {n: tree[group][n] for n in names}
+        sharding = parallel.replicated(mesh)
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
                               wanted, is_leaf=lambda m: hasattr(m, "shape"))
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(
-                item=target, restore_args=jax.tree.map(
-                    lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding), target),
-                partial_restore=True),
-            record=ocp.args.JsonRestore()))
-    finally:
-        manager.close()
+        restored = {"state": reader.subtrees(target), "record": reader.record()}
+        step = reader.step
     new = dict(state)
     for group in ("params", "batch_stats"):
         merged = dict(state[group])
@@ -240,21 +212,6 @@ def _init_from(config, state, mesh) -> tuple[dict, dict[str, str]]:
     digest = json.dumps(restored["record"].get("fingerprint", {}), sort_keys=True)
     logging.info("Initialised %s from %s (step %d).", ", ".join(names), workdir, step)
     return new, {"init_from.workdir": hashlib.sha256(f"{digest}/{step}".encode()).hexdigest()}
-
-
-def _write_json(path: str, value) -> None:
-    """Strict JSON (non-finite numbers become null), written atomically."""
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    text = json.dumps(clean(value), indent=2, allow_nan=False)
-    io.atomic_write(path, lambda f: f.write(text), binary=False)
 
 
 def train_and_evaluate(config, workdir: str, *, progress: bool = True,
@@ -302,7 +259,7 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
         state = restored[0]
     start = int(jax.device_get(state["step"]))
     if chief:
-        _write_json(os.path.join(workdir, "config.json"), ckpt_lib.plain_config(config))
+        io.save_json_atomic(os.path.join(workdir, "config.json"), ckpt_lib.plain_config(config))
     log = logs.MetricsLog(workdir, resume_step=start if restored else None) if chief else None
 
     boundaries = recipes.phase_boundaries(run.recipe, config)
@@ -382,7 +339,7 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
                       per_action_mm={k: protocol_accs[0].per_action_mm(k)
                                      for k in ("mpjpe", "p_mpjpe")})
     if chief:
-        _write_json(os.path.join(workdir, "eval.json"), result)
+        io.save_json_atomic(os.path.join(workdir, "eval.json"), result)
     result.update(accumulator=acc, run=run, data=run.data, variables=jax.device_get(
         {"params": state["params"], "batch_stats": state["batch_stats"]}))
     return result
@@ -405,14 +362,8 @@ def restore_for_inference(workdir: str, *, with_data: bool = False) -> Restored:
                     data=streams_lib.load_data(config) if with_data else None)
     init_fn, abstract = _abstract_state(run, jax.random.key(int(config.seed)))
     _, target = _restore_target(abstract, mesh)
-    directory = os.path.abspath(_checkpoints(workdir))
-    manager = ocp.CheckpointManager(directory, item_names=("state", "record"))
-    try:
-        step = manager.latest_step()
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target)))["state"]
-    finally:
-        manager.close()
+    with ckpt_lib.CheckpointReader(_checkpoints(workdir), what=f"--workdir={workdir}") as r:
+        restored = r.state(target)
     variables = {"params": restored["params"], "batch_stats": restored["batch_stats"]}
     return Restored(config, run, variables, meta)
 

@@ -429,7 +429,7 @@ def make_streams(config, data: DataSets, nets: Mapping[str, Network], *,
             examples, global_batch_size=batch_size, seed=stream_seed(config.seed, name),
             process_index=process_index, process_count=process_count,
             flip_augment=flip_layouts)
-        probe = batches.batch(0)
-        keys = tuple(k for k in DEVICE_KEYS if k in probe)
+        example = examples[0]  # one example's keys: the batches add only "weight"
+        keys = tuple(k for k in DEVICE_KEYS if k in example or k == "weight")
         out[name] = Stream(name, split, batches, keys, per_sequence)
     return Streams(out, str(config.primary_stream))
