@@ -41,6 +41,28 @@ mid-shoulder, the spine halfway between them, the head at the nose and the head 
 extrapolation. The conversion is linear in the joints (it is one fixed matrix), works on
 2D and 3D arrays alike, NumPy or JAX, and :func:`conversion_matrix` reports which target
 joints were synthesised.
+
+2D detector layouts
+-------------------
+``openpose_body25``, ``openpose_body25b``, ``openpose_coco18``, ``mediapipe_33``,
+``halpe_26`` and ``coco_wholebody_23`` (body + feet of COCO-WholeBody) are the joint orders
+that :mod:`jpose.detections` reads. Their correspondences to the vocabulary above:
+
+========================  ==================================================================
+detector joint            canonical name (and what conversion to ``h36m_17`` does with it)
+========================  ==================================================================
+OpenPose ``MidHip``       ``pelvis`` (copied; other layouts get the mid-hip)
+OpenPose ``Neck``         ``neck`` (it is the mid-shoulder point; copied)
+BODY_25B ``UpperNeck``    ``upper_neck`` (MPII's; not used for h36m_17, whose ``neck`` is
+                          the mid-shoulder)
+BODY_25B ``HeadTop``      ``head_top`` (copied)
+Halpe ``Head``            ``head_top`` (the top of the head; copied)
+Halpe ``Neck``/``Hip``    ``neck`` / ``pelvis`` (copied)
+``Nose``                  ``nose`` (becomes ``head``)
+toes, heels               ``{left,right}_{big_toe,small_toe,heel}`` (unused by h36m_17)
+MediaPipe extras          ``*_eye_inner/outer``, ``*_mouth``, ``*_foot_index``,
+                          ``*_{pinky,index,thumb}_knuckle`` (unused by h36m_17)
+========================  ==================================================================
 """
 
 from __future__ import annotations
@@ -438,10 +460,188 @@ DEEPMIMIC_16 = _layout("deepmimic_16", [
     ("right_wrist", "right_elbow"),
 ])
 
+# ---------------------------------------------------------------------------------------
+# In-the-wild 2D detector layouts (jpose.detections reads their files). Joint names reuse
+# the canonical vocabulary, so :func:`convert` to h36m_17 / mpi_inf_3dhp_17 works by name:
+#
+# * OpenPose ``Neck`` is the mid-shoulder point (OpenPose synthesised it that way for its
+#   COCO training data): canonical ``neck`` (Human3.6M "Thorax"). ``MidHip`` is ``pelvis``.
+# * BODY_25B ``UpperNeck`` / ``HeadTop`` come from MPII: ``upper_neck`` / ``head_top``.
+# * Halpe ``Head`` is the top of the head (drawn above the forehead, linked to ``Neck``):
+#   ``head_top``; ``Neck`` is ``neck``; ``Hip`` (mid-hip) is ``pelvis``.
+# * Feet: ``{left,right}_{big_toe,small_toe,heel}`` (OpenPose, Halpe, COCO-WholeBody share
+#   them). They are *not* Human3.6M's ``*_toe`` (ToeBase, the ball of the foot).
+# * Nothing else is synthesised specially: a layout without ``pelvis`` gets the mid-hip,
+#   without ``neck`` the mid-shoulder, without ``head`` the nose, without ``head_top`` the
+#   extrapolation above ``head`` (see SYNTHESIS_RULES).
+
+# OpenPose BODY_25 (the default model; doc/02_output.md "Pose Output Format (BODY_25)").
+OPENPOSE_BODY25 = _layout("openpose_body25", [
+    ("nose", "neck"),                     # 0  Nose
+    ("neck", "pelvis"),                   # 1  Neck (mid-shoulder)
+    ("right_shoulder", "neck"),           # 2  RShoulder
+    ("right_elbow", "right_shoulder"),    # 3  RElbow
+    ("right_wrist", "right_elbow"),       # 4  RWrist
+    ("left_shoulder", "neck"),            # 5  LShoulder
+    ("left_elbow", "left_shoulder"),      # 6  LElbow
+    ("left_wrist", "left_elbow"),         # 7  LWrist
+    ("pelvis", None),                     # 8  MidHip
+    ("right_hip", "pelvis"),              # 9  RHip
+    ("right_knee", "right_hip"),          # 10 RKnee
+    ("right_ankle", "right_knee"),        # 11 RAnkle
+    ("left_hip", "pelvis"),               # 12 LHip
+    ("left_knee", "left_hip"),            # 13 LKnee
+    ("left_ankle", "left_knee"),          # 14 LAnkle
+    ("right_eye", "nose"),                # 15 REye
+    ("left_eye", "nose"),                 # 16 LEye
+    ("right_ear", "right_eye"),           # 17 REar
+    ("left_ear", "left_eye"),             # 18 LEar
+    ("left_big_toe", "left_ankle"),       # 19 LBigToe
+    ("left_small_toe", "left_big_toe"),   # 20 LSmallToe
+    ("left_heel", "left_ankle"),          # 21 LHeel
+    ("right_big_toe", "right_ankle"),     # 22 RBigToe
+    ("right_small_toe", "right_big_toe"),  # 23 RSmallToe
+    ("right_heel", "right_ankle"),        # 24 RHeel
+])
+
+# OpenPose BODY_25B (experimental model): COCO's 17, then MPII's upper neck and head top,
+# then the 6 foot points. Same joint count as BODY_25: files are told apart only by the
+# reader's explicit ``layout=`` argument.
+OPENPOSE_BODY25B = _layout("openpose_body25b", [
+    ("nose", "upper_neck"),               # 0  Nose
+    ("left_eye", "nose"),                 # 1  LEye
+    ("right_eye", "nose"),                # 2  REye
+    ("left_ear", "left_eye"),             # 3  LEar
+    ("right_ear", "right_eye"),           # 4  REar
+    ("left_shoulder", "upper_neck"),      # 5  LShoulder
+    ("right_shoulder", "upper_neck"),     # 6  RShoulder
+    ("left_elbow", "left_shoulder"),      # 7  LElbow
+    ("right_elbow", "right_shoulder"),    # 8  RElbow
+    ("left_wrist", "left_elbow"),         # 9  LWrist
+    ("right_wrist", "right_elbow"),       # 10 RWrist
+    ("left_hip", "left_shoulder"),        # 11 LHip
+    ("right_hip", "right_shoulder"),      # 12 RHip
+    ("left_knee", "left_hip"),            # 13 LKnee
+    ("right_knee", "right_hip"),          # 14 RKnee
+    ("left_ankle", "left_knee"),          # 15 LAnkle
+    ("right_ankle", "right_knee"),        # 16 RAnkle
+    ("upper_neck", None),                 # 17 UpperNeck
+    ("head_top", "upper_neck"),           # 18 HeadTop
+    ("left_big_toe", "left_ankle"),       # 19 LBigToe
+    ("left_small_toe", "left_big_toe"),   # 20 LSmallToe
+    ("left_heel", "left_ankle"),          # 21 LHeel
+    ("right_big_toe", "right_ankle"),     # 22 RBigToe
+    ("right_small_toe", "right_big_toe"),  # 23 RSmallToe
+    ("right_heel", "right_ankle"),        # 24 RHeel
+])
+
+# OpenPose's COCO model (18 joints: COCO's 17 in another order, plus the mid-shoulder Neck).
+OPENPOSE_COCO18 = _layout("openpose_coco18", [
+    ("nose", "neck"),                     # 0  Nose
+    ("neck", None),                       # 1  Neck (mid-shoulder)
+    ("right_shoulder", "neck"),           # 2  RShoulder
+    ("right_elbow", "right_shoulder"),    # 3  RElbow
+    ("right_wrist", "right_elbow"),       # 4  RWrist
+    ("left_shoulder", "neck"),            # 5  LShoulder
+    ("left_elbow", "left_shoulder"),      # 6  LElbow
+    ("left_wrist", "left_elbow"),         # 7  LWrist
+    ("right_hip", "neck"),                # 8  RHip
+    ("right_knee", "right_hip"),          # 9  RKnee
+    ("right_ankle", "right_knee"),        # 10 RAnkle
+    ("left_hip", "neck"),                 # 11 LHip
+    ("left_knee", "left_hip"),            # 12 LKnee
+    ("left_ankle", "left_knee"),          # 13 LAnkle
+    ("right_eye", "nose"),                # 14 REye
+    ("left_eye", "nose"),                 # 15 LEye
+    ("right_ear", "right_eye"),           # 16 REar
+    ("left_ear", "left_eye"),             # 17 LEar
+])
+
+# MediaPipe BlazePose, 33 landmarks (mediapipe PoseLandmark order). MediaPipe's
+# ``mouth_left``/``mouth_right`` are named ``left_mouth``/``right_mouth`` here (the
+# left/right prefix drives the mirror permutation); its ``*_pinky``, ``*_index``,
+# ``*_thumb`` hand landmarks are knuckles (``*_knuckle``), ``*_foot_index`` the toe tip.
+MEDIAPIPE_33 = _layout("mediapipe_33", [
+    ("nose", None),                                 # 0  nose
+    ("left_eye_inner", "nose"),                     # 1  left_eye_inner
+    ("left_eye", "left_eye_inner"),                 # 2  left_eye
+    ("left_eye_outer", "left_eye"),                 # 3  left_eye_outer
+    ("right_eye_inner", "nose"),                    # 4  right_eye_inner
+    ("right_eye", "right_eye_inner"),               # 5  right_eye
+    ("right_eye_outer", "right_eye"),               # 6  right_eye_outer
+    ("left_ear", "left_eye_outer"),                 # 7  left_ear
+    ("right_ear", "right_eye_outer"),               # 8  right_ear
+    ("left_mouth", "nose"),                         # 9  mouth_left
+    ("right_mouth", "nose"),                        # 10 mouth_right
+    ("left_shoulder", "nose"),                      # 11 left_shoulder
+    ("right_shoulder", "nose"),                     # 12 right_shoulder
+    ("left_elbow", "left_shoulder"),                # 13 left_elbow
+    ("right_elbow", "right_shoulder"),              # 14 right_elbow
+    ("left_wrist", "left_elbow"),                   # 15 left_wrist
+    ("right_wrist", "right_elbow"),                 # 16 right_wrist
+    ("left_pinky_knuckle", "left_wrist"),           # 17 left_pinky
+    ("right_pinky_knuckle", "right_wrist"),         # 18 right_pinky
+    ("left_index_knuckle", "left_wrist"),           # 19 left_index
+    ("right_index_knuckle", "right_wrist"),         # 20 right_index
+    ("left_thumb_knuckle", "left_wrist"),           # 21 left_thumb
+    ("right_thumb_knuckle", "right_wrist"),         # 22 right_thumb
+    ("left_hip", "left_shoulder"),                  # 23 left_hip
+    ("right_hip", "right_shoulder"),                # 24 right_hip
+    ("left_knee", "left_hip"),                      # 25 left_knee
+    ("right_knee", "right_hip"),                    # 26 right_knee
+    ("left_ankle", "left_knee"),                    # 27 left_ankle
+    ("right_ankle", "right_knee"),                  # 28 right_ankle
+    ("left_heel", "left_ankle"),                    # 29 left_heel
+    ("right_heel", "right_ankle"),                  # 30 right_heel
+    ("left_foot_index", "left_ankle"),              # 31 left_foot_index
+    ("right_foot_index", "right_ankle"),            # 32 right_foot_index
+])
+
+# Halpe-26 (AlphaPose's halpe_26 models; the body part of Halpe-FullBody's 136): COCO's 17
+# in COCO order, then Head (top of the head), Neck, Hip (mid-hip) and the 6 foot points.
+HALPE_26 = _layout("halpe_26", [
+    ("nose", "neck"), ("left_eye", "nose"), ("right_eye", "nose"),      # 0-2
+    ("left_ear", "left_eye"), ("right_ear", "right_eye"),               # 3-4
+    ("left_shoulder", "neck"), ("right_shoulder", "neck"),              # 5-6
+    ("left_elbow", "left_shoulder"), ("right_elbow", "right_shoulder"),  # 7-8
+    ("left_wrist", "left_elbow"), ("right_wrist", "right_elbow"),       # 9-10
+    ("left_hip", "pelvis"), ("right_hip", "pelvis"),                    # 11-12
+    ("left_knee", "left_hip"), ("right_knee", "right_hip"),             # 13-14
+    ("left_ankle", "left_knee"), ("right_ankle", "right_knee"),         # 15-16
+    ("head_top", "neck"),                 # 17 Head
+    ("neck", "pelvis"),                   # 18 Neck
+    ("pelvis", None),                     # 19 Hip
+    ("left_big_toe", "left_heel"),        # 20 LBigToe
+    ("right_big_toe", "right_heel"),      # 21 RBigToe
+    ("left_small_toe", "left_heel"),      # 22 LSmallToe
+    ("right_small_toe", "right_heel"),    # 23 RSmallToe
+    ("left_heel", "left_ankle"),          # 24 LHeel
+    ("right_heel", "right_ankle"),        # 25 RHeel
+])
+
+# COCO-WholeBody's body and feet (its first 23 of 133 points: COCO's 17, then left big
+# toe, left small toe, left heel, right big toe, right small toe, right heel; face and
+# hands follow in the file and are not kept).
+COCO_WHOLEBODY_23 = _layout("coco_wholebody_23", [
+    ("nose", None), ("left_eye", "nose"), ("right_eye", "nose"),
+    ("left_ear", "left_eye"), ("right_ear", "right_eye"),
+    ("left_shoulder", "nose"), ("right_shoulder", "nose"),
+    ("left_elbow", "left_shoulder"), ("right_elbow", "right_shoulder"),
+    ("left_wrist", "left_elbow"), ("right_wrist", "right_elbow"),
+    ("left_hip", "left_shoulder"), ("right_hip", "right_shoulder"),
+    ("left_knee", "left_hip"), ("right_knee", "right_hip"),
+    ("left_ankle", "left_knee"), ("right_ankle", "right_knee"),
+    ("left_big_toe", "left_ankle"), ("left_small_toe", "left_ankle"),
+    ("left_heel", "left_ankle"), ("right_big_toe", "right_ankle"),
+    ("right_small_toe", "right_ankle"), ("right_heel", "right_ankle"),
+])
+
 #: Every layout by name (read-only mapping of immutable values).
 LAYOUTS: Mapping[str, Skeleton] = types.MappingProxyType({
     s.name: s for s in (H36M_32, H36M_17, MPI_INF_3DHP_28, MPI_INF_3DHP_17, MPII_16,
-                        COCO_17, LSP_14, PENN_ACTION_13, JHMDB_15, DEEPMIMIC_16)
+                        COCO_17, LSP_14, PENN_ACTION_13, JHMDB_15, DEEPMIMIC_16,
+                        OPENPOSE_BODY25, OPENPOSE_BODY25B, OPENPOSE_COCO18, MEDIAPIPE_33,
+                        HALPE_26, COCO_WHOLEBODY_23)
 })
 
 

@@ -216,3 +216,144 @@ def test_bone_lengths_and_mirror():
     np.testing.assert_allclose(sk.mirror(mirrored, "h36m_17"), poses)
     jm = sk.mirror(jnp.asarray(poses[None], jnp.float32), "h36m_17")
     np.testing.assert_allclose(jm[0], mirrored, atol=1e-7)
+
+
+# --- 2D detector layouts (jpose.detections) -------------------------------------------
+
+BODY25_ORDER = ["Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow",
+                "LWrist", "MidHip", "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle",
+                "REye", "LEye", "REar", "LEar", "LBigToe", "LSmallToe", "LHeel", "RBigToe",
+                "RSmallToe", "RHeel"]
+BODY25B_ORDER = ["Nose", "LEye", "REye", "LEar", "REar", "LShoulder", "RShoulder", "LElbow",
+                 "RElbow", "LWrist", "RWrist", "LHip", "RHip", "LKnee", "RKnee", "LAnkle",
+                 "RAnkle", "UpperNeck", "HeadTop", "LBigToe", "LSmallToe", "LHeel",
+                 "RBigToe", "RSmallToe", "RHeel"]
+COCO18_ORDER = BODY25_ORDER[:8] + BODY25_ORDER[9:19]
+HALPE26_ORDER = ["Nose", "LEye", "REye", "LEar", "REar", "LShoulder", "RShoulder", "LElbow",
+                 "RElbow", "LWrist", "RWrist", "LHip", "RHip", "LKnee", "RKnee", "LAnkle",
+                 "RAnkle", "Head", "Neck", "Hip", "LBigToe", "RBigToe", "LSmallToe",
+                 "RSmallToe", "LHeel", "RHeel"]
+MEDIAPIPE_ORDER = [
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip",
+    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
+    "right_heel", "left_foot_index", "right_foot_index"]
+# The tools' names, translated by hand to the canonical vocabulary.
+TOOL_NAMES = {
+    "Nose": "nose", "Neck": "neck", "MidHip": "pelvis", "Hip": "pelvis",
+    "UpperNeck": "upper_neck", "HeadTop": "head_top", "Head": "head_top",
+    "LEye": "left_eye", "REye": "right_eye", "LEar": "left_ear", "REar": "right_ear",
+    "LShoulder": "left_shoulder", "RShoulder": "right_shoulder", "LElbow": "left_elbow",
+    "RElbow": "right_elbow", "LWrist": "left_wrist", "RWrist": "right_wrist",
+    "LHip": "left_hip", "RHip": "right_hip", "LKnee": "left_knee", "RKnee": "right_knee",
+    "LAnkle": "left_ankle", "RAnkle": "right_ankle", "LBigToe": "left_big_toe",
+    "RBigToe": "right_big_toe", "LSmallToe": "left_small_toe",
+    "RSmallToe": "right_small_toe", "LHeel": "left_heel", "RHeel": "right_heel",
+}
+
+
+@pytest.mark.parametrize("layout,order", [
+    ("openpose_body25", BODY25_ORDER), ("openpose_body25b", BODY25B_ORDER),
+    ("openpose_coco18", COCO18_ORDER), ("halpe_26", HALPE26_ORDER),
+])
+def test_detector_layout_orders(layout, order):
+    assert sk.get(layout).joint_names == tuple(TOOL_NAMES[n] for n in order)
+
+
+def test_mediapipe_and_wholebody_orders():
+    s = sk.MEDIAPIPE_33
+    assert s.num_joints == 33
+    renamed = {"mouth_left": "left_mouth", "mouth_right": "right_mouth",
+               "left_pinky": "left_pinky_knuckle", "right_pinky": "right_pinky_knuckle",
+               "left_index": "left_index_knuckle", "right_index": "right_index_knuckle",
+               "left_thumb": "left_thumb_knuckle", "right_thumb": "right_thumb_knuckle"}
+    assert s.joint_names == tuple(renamed.get(n, n) for n in MEDIAPIPE_ORDER)
+    wb = sk.COCO_WHOLEBODY_23.joint_names
+    assert wb[:17] == sk.COCO_17.joint_names
+    assert wb[17:] == ("left_big_toe", "left_small_toe", "left_heel", "right_big_toe",
+                       "right_small_toe", "right_heel")
+    assert sk.HALPE_26.joint_names[:17] == sk.COCO_17.joint_names
+
+
+def _pose(layout, values):
+    """A (J, 2) pose of ``layout``: joints by name from ``values``, others at (50, 50)."""
+    s = sk.get(layout)
+    pose = np.full((s.num_joints, 2), 50.0)
+    for name, xy in values.items():
+        pose[s.index(name)] = xy
+    return pose
+
+
+# Shared hand-made joints (pixels, y down): hips at y=200, shoulders at y=100.
+_BODY = {"left_hip": [120.0, 200.0], "right_hip": [80.0, 200.0],
+         "left_shoulder": [130.0, 100.0], "right_shoulder": [70.0, 100.0],
+         "nose": [100.0, 60.0], "left_wrist": [140.0, 180.0], "right_ankle": [82.0, 300.0]}
+
+
+def _check_common(out):
+    h = sk.H36M_17.index
+    np.testing.assert_allclose(out[h("left_hip")], [120.0, 200.0])
+    np.testing.assert_allclose(out[h("right_hip")], [80.0, 200.0])
+    np.testing.assert_allclose(out[h("left_wrist")], [140.0, 180.0])
+    np.testing.assert_allclose(out[h("right_ankle")], [82.0, 300.0])
+    np.testing.assert_allclose(out[h("head")], [100.0, 60.0])  # the nose
+
+
+def test_body25_to_h36m_uses_midhip_and_neck():
+    pose = _pose("openpose_body25", {**_BODY, "pelvis": [101.0, 205.0],
+                                     "neck": [99.0, 95.0]})
+    out = sk.convert(pose, "openpose_body25", "h36m_17")
+    h = sk.H36M_17.index
+    _check_common(out)
+    np.testing.assert_allclose(out[h("pelvis")], [101.0, 205.0])  # MidHip, not mid-hip
+    np.testing.assert_allclose(out[h("neck")], [99.0, 95.0])      # Neck, not mid-shoulder
+    np.testing.assert_allclose(out[h("spine")], [100.0, 150.0])   # halfway
+    # head + 0.7 (head - neck) = (100, 60) + 0.7 (1, -35)
+    np.testing.assert_allclose(out[h("head_top")], [100.7, 35.5])
+    _, synth = sk.conversion_matrix("openpose_body25", "h36m_17")
+    assert [n for n, s in zip(sk.H36M_17.joint_names, synth) if s] == [
+        "spine", "head", "head_top"]
+
+
+def test_body25b_to_h36m_keeps_head_top():
+    pose = _pose("openpose_body25b", {**_BODY, "upper_neck": [100.0, 85.0],
+                                      "head_top": [100.0, 20.0]})
+    out = sk.convert(pose, "openpose_body25b", "h36m_17")
+    h = sk.H36M_17.index
+    _check_common(out)
+    np.testing.assert_allclose(out[h("pelvis")], [100.0, 200.0])   # mid-hip
+    np.testing.assert_allclose(out[h("neck")], [100.0, 100.0])     # mid-shoulder
+    np.testing.assert_allclose(out[h("spine")], [100.0, 150.0])
+    np.testing.assert_allclose(out[h("head_top")], [100.0, 20.0])  # HeadTop copied
+
+
+def test_coco18_mediapipe_wholebody_to_h36m_synthesise_pelvis_neck_head_top():
+    for layout, extra in [("openpose_coco18", {"neck": [100.0, 90.0]}),
+                          ("mediapipe_33", {}), ("coco_wholebody_23", {})]:
+        out = sk.convert(_pose(layout, {**_BODY, **extra}), layout, "h36m_17")
+        h = sk.H36M_17.index
+        _check_common(out)
+        neck = extra.get("neck", [100.0, 100.0])  # OpenPose Neck, else mid-shoulder
+        np.testing.assert_allclose(out[h("pelvis")], [100.0, 200.0])
+        np.testing.assert_allclose(out[h("neck")], neck)
+        np.testing.assert_allclose(out[h("spine")], (np.add(neck, [100.0, 200.0])) / 2)
+        np.testing.assert_allclose(out[h("head_top")],
+                                   1.7 * np.array([100.0, 60.0]) - 0.7 * np.array(neck))
+
+
+def test_halpe26_to_h36m_and_mpi_inf_3dhp():
+    pose = _pose("halpe_26", {**_BODY, "pelvis": [100.0, 204.0], "neck": [100.0, 96.0],
+                              "head_top": [100.0, 22.0]})
+    out = sk.convert(pose, "halpe_26", "h36m_17")
+    h = sk.H36M_17.index
+    _check_common(out)
+    np.testing.assert_allclose(out[h("pelvis")], [100.0, 204.0])   # Hip
+    np.testing.assert_allclose(out[h("neck")], [100.0, 96.0])      # Neck
+    np.testing.assert_allclose(out[h("spine")], [100.0, 150.0])
+    np.testing.assert_allclose(out[h("head_top")], [100.0, 22.0])  # Head (top)
+    mpi = sk.convert(pose, "halpe_26", "mpi_inf_3dhp_17")
+    m = sk.MPI_INF_3DHP_17.index
+    np.testing.assert_allclose(mpi[m("head_top")], [100.0, 22.0])
+    np.testing.assert_allclose(mpi[m("pelvis")], [100.0, 204.0])
