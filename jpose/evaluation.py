@@ -222,7 +222,7 @@ def _check_joints(joints, num_joints):
 
 
 def pck_group_sums(sequence_name: str, pred: np.ndarray, target: np.ndarray, *,
-                   valid: np.ndarray, activity: np.ndarray,
+                   valid: np.ndarray, activity: np.ndarray | None,
                    joints: Sequence[int] | None = None,
                    root_index: int = MPI_INF_3DHP_ROOT, threshold: float = 0.150,
                    auc_max_threshold: float = 0.150, auc_num_thresholds: int = 31,
@@ -248,7 +248,9 @@ def pck_group_sums(sequence_name: str, pred: np.ndarray, target: np.ndarray, *,
         raise ValueError(f"root_index must be an int in [0, {num_joints}); got {root_index!r}.")
     joints = _check_joints(joints, num_joints)
     valid = np.asarray(valid)
-    activity = np.asarray(activity)
+    per_activity = activity is not None
+    # Without activity ids (not the 3DHP test set), only the total and scene rows.
+    activity = np.asarray(activity) if per_activity else np.ones(num_frames, np.int32)
     if valid.shape != (num_frames,) or activity.shape != (num_frames,):
         raise ValueError(f"valid and activity must have shape ({num_frames},); got "
                          f"{valid.shape} and {activity.shape}.")
@@ -280,7 +282,7 @@ def pck_group_sums(sequence_name: str, pred: np.ndarray, target: np.ndarray, *,
     scene = mpi_inf_3dhp_scene(sequence_name)
     if scene is not None:
         put(scene, slice(None))
-    for a, name in enumerate(MPI_INF_3DHP_ACTIVITIES):
+    for a, name in enumerate(MPI_INF_3DHP_ACTIVITIES if per_activity else ()):
         if sums["frames"][a]:
             put(name, a)
     return out
@@ -334,7 +336,7 @@ class PCKAccumulator:
     counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def add(self, sequence_name: str, pred: np.ndarray, target: np.ndarray, *,
-            valid: np.ndarray, activity: np.ndarray) -> None:
+            valid: np.ndarray, activity: np.ndarray | None) -> None:
         """Adds one test sequence (or a chunk of one).
 
         Args:
@@ -344,7 +346,8 @@ class PCKAccumulator:
                 or not (the root is subtracted here).
             valid: ``(F,)`` bool, the test set's ``valid_frame``; False frames are ignored.
             activity: ``(F,)`` int activity ids 1..7 (``activity_annotation``); only the
-                valid frames' ids are read.
+                valid frames' ids are read. None (data without activity labels): no
+                per-activity rows.
         """
         self.add_sums(pck_group_sums(
             sequence_name, pred, target, valid=valid, activity=activity, joints=self.joints,

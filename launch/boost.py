@@ -32,11 +32,11 @@ from ml_collections import config_flags
 
 import _common  # noqa: F401
 
-from jpose import io, metrics  # noqa: E402
+from jpose import confidence, io, metrics, skeleton  # noqa: E402
 from jpose.datasets import pseudo_labels  # noqa: E402
 from jpose.evaluators import protocols  # noqa: E402
 from jpose.solvers import trajectory_completion as tc  # noqa: E402
-from jpose.training import loop  # noqa: E402
+from jpose.training import loop, streams  # noqa: E402
 
 
 def define_flags() -> None:
@@ -85,31 +85,99 @@ def _complete(poses, confidence, *, tau: float, batch: int):
     return out
 
 
-def stage_b(workdir_a: str, path: str, *, tau: float, batch: int) -> dict:
-    """Pseudo-labels of the unlabelled videos; returns Table 1 (mm)."""
+def _scores(kind: str, *, detector, plain, mirrored, averaged, b) -> np.ndarray:
+    """One video's score ``(F, J)`` of kind ``kind`` (``jpose.confidence``; "a*b":
+    product)."""
+    parts = []
+    for k in kind.split("*"):
+        if k == "detector":
+            parts.append(confidence.detector(detector))
+        elif k == "flip":
+            parts.append(confidence.flip_consistency(plain, mirrored,
+                                                     sigma=float(b.flip_sigma)))
+        elif k == "temporal":
+            parts.append(confidence.temporal_consistency(averaged,
+                                                         sigma=float(b.temporal_sigma)))
+        else:
+            raise ValueError(f"boost.confidence: unknown score {k!r} in {kind!r}; expected "
+                             f"{' | '.join(confidence.KINDS)} or products like "
+                             "'detector*temporal'")
+    return confidence.combine(*parts)
+
+
+def unlabelled_videos(config, restored):
+    """``(data, sequences)``: the unlabelled split, or with ``boost.target`` (data
+    overrides naming another dataset: cross-dataset boosting) all of that dataset's
+    training videos."""
+    target = dict(config.boost.get("target", {}) or {})
+    if not target:
+        data = restored.run.data
+        if data.splits["unlabelled"] is None:
+            raise ValueError("data.protocol leaves no unlabelled videos to boost with (set "
+                             "data.protocol, or boost.target for another dataset's videos)")
+        return data, data.splits["unlabelled"]
+    data = streams.load_data(loop.with_data(restored.config, target))
+    mine = (restored.run.data.input_layout, restored.run.data.layout)
+    if (data.input_layout, data.layout) != mine:
+        raise ValueError(f"boost.target: its joint layouts ({data.input_layout!r}, "
+                         f"{data.layout!r}) differ from the labelled data's {mine}")
+    return data, data.splits["train"]
+
+
+def stage_b(config, workdir_a: str, path: str) -> dict:
+    """Pseudo-labels of the unlabelled videos; returns Table 1 (mm) and, under
+    ``confidence``, how well each score ranks the predictions' errors."""
+    b = config.boost
+    tau = float(b.tau)
     restored = loop.restore_for_inference(workdir_a, with_data=True)
-    data = restored.run.data
-    seqs = data.splits["unlabelled"]
-    if seqs is None:
-        raise ValueError("data.protocol leaves no unlabelled videos to boost with")
+    data, seqs = unlabelled_videos(config, restored)
     if data.input_layout != data.layout:
         raise ValueError("boosting needs the 2D confidences per 3D joint: 2D in the 3D layout")
-    predict_fn = protocols.make_predict_fn(restored.run.predictors["pose"].fn)
-    preds = []
+    root = skeleton.get(data.layout).root
+    others = np.arange(skeleton.get(data.layout).num_joints) != root  # the root errs 0
+
+    def centred(p):
+        return p - p[:, root:root + 1]
+
+    fn = restored.run.predictors["pose"].fn
+    plain_fn = protocols.make_predict_fn(fn)
+    mirrored_fn = protocols.make_predict_fn(
+        protocols.mirrored(fn, (data.input_layout, data.layout)))
+    bucket = int(restored.config.eval.bucket)
+    preds, scores, reports = [], [], {}
+    kinds = sorted({*confidence.KINDS, str(b.confidence)})
+    per_kind = {k: [] for k in kinds}
     for s in seqs:
-        p = protocols.predict_sequence(predict_fn, restored.variables, s.inputs,
-                                       bucket=int(restored.config.eval.bucket))
-        preds.append(p - p[:, :1])
-    conf = [s.confidence for s in seqs]
-    completed = _complete(preds, conf, tau=tau, batch=batch)
-    completed = [c - c[:, :1] for c in completed]
+        plain = protocols.predict_sequence(plain_fn, restored.variables, s.inputs, bucket=bucket)
+        mirrored = protocols.predict_sequence(mirrored_fn, restored.variables, s.inputs,
+                                              bucket=bucket)
+        plain, mirrored = centred(plain), centred(mirrored)
+        averaged = (plain + mirrored) / 2 if restored.config.eval.flip else plain
+        preds.append(averaged)
+        for k in kinds:
+            per_kind[k].append(_scores(k, detector=s.confidence, plain=plain,
+                                       mirrored=mirrored, averaged=averaged, b=b))
+    scores = per_kind[str(b.confidence)]
+    flat = np.concatenate([x.ravel() for x in scores])
+    if np.ptp(flat) == 0 and flat[0] > tau:
+        raise ValueError(f"boost.confidence={b.confidence!r}: every joint of the unlabelled "
+                         f"videos scores {flat[0]:g} > tau={tau:g} (2D without per-joint "
+                         "confidences?), so completion would change nothing; use "
+                         "'temporal' or 'flip'")
+    errors = np.concatenate([np.linalg.norm(p - centred(s.poses_3d), axis=-1)[:, others]
+                             .ravel() for p, s in zip(preds, seqs)])
+    for k in kinds:
+        reports[k] = confidence.ranking_report(
+            np.concatenate([x[:, others].ravel() for x in per_kind[k]]), errors, tau=tau)
+    completed = _complete(preds, scores, tau=tau, batch=int(b.completion_batch))
+    completed = [centred(c) for c in completed]
     table = {}
     for row, poses in (("predictions", preds), ("optimised", completed)):
         sums: dict[str, list[float]] = {}
         for which in ("all", "confident"):
-            for p, s, c in zip(poses, seqs, conf):
+            for p, s, c in zip(poses, seqs, scores):
                 mask = np.ones(c.shape, bool) if which == "all" else c > tau
-                for k, (t, n) in _errors(p, s.poses_3d, mask).items():
+                for k, (t, n) in _errors(p, centred(s.poses_3d), mask).items():
                     acc = sums.setdefault(f"{k}_{which}", [0.0, 0.0])
                     acc[0] += t
                     acc[1] += n
@@ -122,9 +190,10 @@ def stage_b(workdir_a: str, path: str, *, tau: float, batch: int) -> dict:
     bone_lengths = np.asarray(tc.video_bone_lengths(padded, layout=data.layout,
                                                     frame_mask=mask))
     pseudo_labels.save(path, inputs=[s.inputs for s in seqs], poses_3d=completed,
-                       confidence=conf, bone_lengths=bone_lengths, layout=data.layout,
+                       confidence=scores, bone_lengths=bone_lengths, layout=data.layout,
                        subjects=[s.subject for s in seqs], actions=[s.action_name for s in seqs])
-    table["fraction_confident"] = float(np.mean(np.concatenate([c.ravel() for c in conf]) > tau))
+    table["fraction_confident"] = float(np.mean(flat > tau))
+    table["confidence"] = {"used": str(b.confidence), "ranking": reports}
     return table
 
 
@@ -145,8 +214,17 @@ def finetune_config(config, *, workdir_a: str, pseudo_path: str, fidelity: str,
     return c
 
 
+#: Table 3 metrics of the MPI-INF-3DHP evaluator (``pck3d_auc``): %, %, mm.
+PCK_METRICS = ("pck3d_150mm", "auc", "mpjpe_mm")
+
+
 def _row(result) -> dict[str, float]:
-    return {k: result["protocols_mm"][k]["action_wise"] for k in METRICS}
+    """Table 3 row: the Human3.6M protocols (action-wise, mm) where the run has them,
+    else the first evaluator's 3DPCK / AUC / MPJPE totals."""
+    if "protocols_mm" in result:
+        return {k: result["protocols_mm"][k]["action_wise"] for k in METRICS}
+    values = next(iter(result["evals"].values()))
+    return {k: values[k] for k in PCK_METRICS}
 
 
 def run(config, workdir: str, *, progress: bool = True) -> dict:
@@ -154,8 +232,7 @@ def run(config, workdir: str, *, progress: bool = True) -> dict:
     workdir_a = os.path.join(workdir, "A_baseline")
     table3 = {"baseline": _row(loop.train_and_evaluate(config, workdir_a, progress=progress))}
     pseudo_path = os.path.join(workdir, "pseudo_labels.npz")
-    table1 = stage_b(workdir_a, pseudo_path, tau=float(config.boost.tau),
-                     batch=int(config.boost.completion_batch))
+    table1 = stage_b(config, workdir_a, pseudo_path)
     for row, fidelity, bone in ROWS:
         cfg = finetune_config(config, workdir_a=workdir_a, pseudo_path=pseudo_path,
                               fidelity=fidelity, bone=bone)
@@ -174,9 +251,16 @@ def format_report(report: dict) -> str:
         r = report["table1"][row]
         lines.append(f"| {row} | " + " | ".join(
             f"{r[m + '_all']:.1f} | {r[m + '_confident']:.1f}" for m in METRICS) + " |")
-    lines += ["", "Table 3 (evaluation set, action-wise)", "| | " + " | ".join(METRICS) + " |"]
+    conf = report["table1"]["confidence"]
+    lines += ["", f"Scores (used: {conf['used']}; tau {report['tau']:g}): share > tau, "
+              "MPJPE > tau / rest (mm), Spearman(score, error)"]
+    for kind, r in conf["ranking"].items():
+        lines.append(f"| {kind} | {r['fraction_confident']:.2f} | {r['mpjpe_confident_mm']:.1f}"
+                     f" | {r['mpjpe_rest_mm']:.1f} | {r['spearman']:.2f} |")
+    metrics_ = list(next(iter(report["table3"].values())))
+    lines += ["", "Table 3 (evaluation set)", "| | " + " | ".join(metrics_) + " |"]
     for row, r in report["table3"].items():
-        lines.append(f"| {row} | " + " | ".join(f"{r[m]:.1f}" for m in METRICS) + " |")
+        lines.append(f"| {row} | " + " | ".join(f"{r[m]:.1f}" for m in metrics_) + " |")
     return "\n".join(lines)
 
 

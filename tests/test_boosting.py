@@ -92,3 +92,33 @@ def test_boost_pipeline_runs_end_to_end_in_tiny_mode(tmp_path, monkeypatch):
     with open(tmp_path / "boost.json") as f:
         assert json.load(f)["table3"] == report["table3"]
     assert "Table 3" in boost.format_report(report)
+
+
+def test_cross_dataset_boosting_reads_the_target_videos_and_evaluates_there(tmp_path,
+                                                                           monkeypatch):
+    """mpi_inf_3dhp.py:cross_dataset in tiny form: labelled data from one dataset, the
+    unlabelled videos (boost.target) and the 3DPCK evaluation (evals.test.data) from
+    another (here: synthetic motion under another generator seed)."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "launch"))
+    spec = importlib.util.spec_from_file_location("jpose_boost2",
+                                                  os.path.join(ROOT, "launch", "boost.py"))
+    boost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(boost)
+    cfg_spec = importlib.util.spec_from_file_location(
+        "cfg_li_3dhp", os.path.join(ROOT, "launch", "configs", "li_boosting", "mpi_inf_3dhp.py"))
+    cfg = importlib.util.module_from_spec(cfg_spec)
+    cfg_spec.loader.exec_module(cfg)
+    config = cfg.get_config("tiny,cross_dataset")
+    assert config.data.protocol == "all"  # no unlabelled split of its own
+    report = boost.run(config, str(tmp_path), progress=False)
+    seqs, _ = pseudo_labels.load(str(tmp_path / "pseudo_labels.npz"))
+    from jpose.training import streams
+    from jpose.training.loop import with_data
+    target = streams.load_data(with_data(config, {"generator_seed": 1}))
+    assert len(seqs) == len(target.splits["train"])
+    np.testing.assert_array_equal(seqs[0].inputs, target.splits["train"][0].inputs)
+    assert set(report["table3"]["baseline"]) == {"pck3d_150mm", "auc", "mpjpe_mm"}
+    ranking = report["table1"]["confidence"]["ranking"]
+    assert report["table1"]["confidence"]["used"] == "temporal"
+    assert set(ranking) == {"detector", "flip", "temporal"}
+    assert 0 <= ranking["temporal"]["fraction_confident"] <= 1

@@ -229,6 +229,61 @@ def test_pck_evaluator_counts_valid_frames_per_scene():
                      flip=False, bucket=8)
 
 
+def test_pck_evaluator_without_activity_labels_reports_total_and_scene():
+    from jpose.evaluators import PCKEvaluator
+    from jpose.recipes import Predictor
+
+    target = np.zeros((4, 17, 3), np.float32)
+    pred = target.copy()
+    pred[:2, 0, 0] = 0.2  # one joint of two frames misses
+    predictor = Predictor(lambda variables, keypoints: keypoints, "pose", "pose")
+    evaluator = PCKEvaluator(predictor, [("TS1", pred, target)],
+                             layouts=("mpi_inf_3dhp_17",) * 2, flip=False, bucket=8,
+                             frames=[{"valid": np.ones(4, bool), "activity": np.zeros(4)}])
+    _, values = evaluator.run(None)
+    assert values["pck3d_150mm"] == pytest.approx(100 * (1 - 2 / 68), rel=1e-6)
+    assert values["pck3d_150mm/Studio GS"] == values["pck3d_150mm"]
+    assert not any(k.startswith("pck3d_150mm/") and "Studio" not in k for k in values)
+
+
+def test_evaluator_on_another_dataset_reads_only_its_evaluation_set(monkeypatch):
+    """evals.<name>.data: a cross-dataset evaluation set; its layouts must match."""
+    c = _tiny_config()
+    run = loop.build_run(c, with_streams=False)
+    calls = []
+    real = streams._records
+    monkeypatch.setattr(streams, "_records",
+                        lambda config, **kw: calls.append(kw) or real(config, **kw))
+    c.evals.test.data = {"generator_seed": 7}
+    (evaluator,) = loop.make_evaluators(c, run).values()
+    assert calls == [{"with_train": False}]  # the other dataset's training set is not read
+    other = streams.load_data(loop.with_data(c, {"generator_seed": 7}))
+    assert [a for a, _, _ in evaluator.sequences] == [a for a, _, _ in other.eval_sequences]
+    np.testing.assert_array_equal(evaluator.sequences[0][2], other.eval_sequences[0][2])
+    assert not np.array_equal(evaluator.sequences[0][2], run.data.eval_sequences[0][2])
+    c.evals.test.data = {"layout": "mpi_inf_3dhp_17"}
+    with pytest.raises(ValueError, match="evals.test.data: its joint layouts"):
+        loop.make_evaluators(c, run)
+
+
+def test_downsampling_takes_each_record_from_its_own_frame_rate():
+    """MPI-INF-3DHP mixes 25 and 50 fps: 12.5 fps is every 2nd or every 4th frame."""
+    c = _tiny_config(**{"data.protocol": "subjects", "data.labelled_subjects": ("S1",)})
+    train, _, _ = streams._records(c)
+    mixed = tuple(r._replace(fps=25.0 if i % 2 else 50.0) for i, r in enumerate(train))
+    c.data.downsample_fps = 12.5
+    split = streams.labelled_split(c.data, mixed)
+    out = {(r.subject, r.action, r.camera_index): r for r in (*split.labelled, *split.unlabelled)}
+    for r in mixed:
+        k = int(r.fps / 12.5)
+        got = out[(r.subject, r.action, r.camera_index)]
+        np.testing.assert_array_equal(got.positions_world, r.positions_world[::k])
+        assert got.fps == 12.5
+    c.data.protocol = "fraction"  # one stride for VideoPose3D's chunks: refused
+    with pytest.raises(ValueError, match="different frame rates"):
+        streams.labelled_split(c.data, mixed)
+
+
 def test_unlabelled_stream_from_your_own_files(tmp_path):
     """The semi-supervised recipe's unlabelled stream read from user sequence files made
     from the sample data: same 2D inputs and cameras as the dataset's own split."""

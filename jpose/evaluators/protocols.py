@@ -32,30 +32,37 @@ import numpy as np
 
 from jpose import evaluation, skeleton
 
-__all__ = ["make_predict_fn", "predict_sequence", "evaluate", "ProtocolsEvaluator"]
+__all__ = ["mirrored", "make_predict_fn", "predict_sequence", "evaluate", "ProtocolsEvaluator"]
+
+
+def mirrored(predict: Callable, flip_layouts: tuple[str, str]) -> Callable:
+    """``predict`` of the mirrored input, mirrored back: ``(variables, keypoints) ->
+    poses`` (x negated, left/right swapped on both sides; ``flip_layouts = (input_layout,
+    output_layout)``). Only the coordinates (first two features) flip; extra features
+    move with their joints."""
+    layout_in, layout_out = flip_layouts
+    perm = np.array(skeleton.get(layout_in).flip_permutation)
+
+    def predict_mirrored(variables, keypoints):
+        coords, extra = keypoints[..., :2], keypoints[..., 2:]
+        flipped_in = jnp.concatenate([skeleton.mirror(coords, layout_in), extra[..., perm, :]],
+                                     axis=-1)
+        return skeleton.mirror(predict(variables, flipped_in), layout_out)
+
+    return predict_mirrored
 
 
 def make_predict_fn(predict: Callable, *, flip_layouts: tuple[str, str] | None = None):
     """A jitted ``predict(variables, keypoints (B, T, J, C)) -> (B, T, J_out, 3)``.
 
     ``predict`` is a recipe predictor's function; ``flip_layouts = (input_layout,
-    output_layout)`` turns on flip augmentation.
+    output_layout)`` turns on flip augmentation (the mean of :func:`mirrored` and the
+    plain prediction).
     """
-
-    def predict_fn(variables, keypoints):
-        poses = predict(variables, keypoints)
-        if flip_layouts is None:
-            return poses
-        layout_in, layout_out = flip_layouts
-        # Only the coordinates (first two features) flip; extra features move with joints.
-        coords, extra = keypoints[..., :2], keypoints[..., 2:]
-        flipped = skeleton.mirror(coords, layout_in)
-        perm = np.array(skeleton.get(layout_in).flip_permutation)
-        flipped_in = jnp.concatenate([flipped, extra[..., perm, :]], axis=-1)
-        poses_flipped = skeleton.mirror(predict(variables, flipped_in), layout_out)
-        return (poses + poses_flipped) / 2
-
-    return jax.jit(predict_fn)
+    if flip_layouts is None:
+        return jax.jit(predict)
+    predict_mirrored = mirrored(predict, flip_layouts)
+    return jax.jit(lambda v, k: (predict(v, k) + predict_mirrored(v, k)) / 2)
 
 
 def predict_sequence(predict_fn, variables, keypoints: np.ndarray, *,

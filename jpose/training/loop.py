@@ -46,7 +46,7 @@ from jpose.training import checkpoint as ckpt_lib
 from jpose.training import logs, optim, parallel, step as step_lib, streams as streams_lib
 
 __all__ = ["NonFiniteLossError", "Run", "build_run", "train_and_evaluate",
-           "restore_for_inference", "load_workdir_config", "make_evaluators"]
+           "restore_for_inference", "load_workdir_config", "make_evaluators", "with_data"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -100,8 +100,34 @@ def build_run(config, *, data: streams_lib.DataSets | None = None, with_streams:
     return Run(config, recipe, data, nets, predictors, streams, tx, lr, bn)
 
 
+def with_data(config, overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with ``config.data`` updated by ``overrides``."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.data.update(dict(overrides))
+    return c
+
+
+def _eval_data(config, run: Run, name: str, overrides) -> streams_lib.EvalData:
+    """The run's evaluation set, or another dataset's (``evals.<name>.data``)."""
+    if not overrides:
+        return streams_lib.EvalData(run.data.eval_sequences, run.data.eval_frames,
+                                    run.data.layout, run.data.input_layout)
+    other = streams_lib.load_eval_data(with_data(config, overrides))
+    mine = (run.data.input_layout, run.data.layout)
+    if (other.input_layout, other.layout) != mine:
+        raise ValueError(f"evals.{name}.data: its joint layouts (2D {other.input_layout!r}, "
+                         f"3D {other.layout!r}) differ from the training data's (2D "
+                         f"{mine[0]!r}, 3D {mine[1]!r}); set data.layout in the overrides")
+    return other
+
+
 def make_evaluators(config, run: Run) -> dict:
-    """``{name: evaluator}`` from ``config.evals = {name: {type, predictor}}``."""
+    """``{name: evaluator}`` from ``config.evals = {name: {type, predictor, data}}``.
+
+    ``data`` (optional) are ``config.data`` overrides naming another dataset whose
+    evaluation set this evaluator runs on (cross-dataset protocols: train on Human3.6M,
+    test on MPI-INF-3DHP); its joint layouts must be the run's.
+    """
     out = {}
     for name, spec in dict(config.evals).items():
         spec = dict(spec)
@@ -113,11 +139,11 @@ def make_evaluators(config, run: Run) -> dict:
         if predictor not in run.predictors:
             raise ValueError(f"evals.{name}.predictor: {predictor!r} is not one of the "
                              f"recipe's predictors {sorted(run.predictors)}")
+        data = _eval_data(config, run, name, spec.get("data"))
         out[name] = evaluators.TYPES[kind](
-            run.predictors[predictor], run.data.eval_sequences,
-            layouts=(run.data.input_layout, run.data.layout),
+            run.predictors[predictor], data.sequences, layouts=(data.input_layout, data.layout),
             flip=bool(spec.get("flip", config.eval.flip)),
-            bucket=int(spec.get("bucket", config.eval.bucket)), frames=run.data.eval_frames)
+            bucket=int(spec.get("bucket", config.eval.bucket)), frames=data.frames)
     if not out:
         raise ValueError("evals: the config defines no evaluator")
     return out

@@ -69,8 +69,8 @@ from jpose.datasets import multiview, pipelines, protocols
 from jpose.datasets import records as records_lib
 from jpose.nets.network import Network
 
-__all__ = ["DataSets", "Stream", "Streams", "PROTOCOLS", "SPLITS", "DEVICE_KEYS",
-           "load_data", "labelled_split", "make_streams", "stream_seed"]
+__all__ = ["DataSets", "EvalData", "Stream", "Streams", "PROTOCOLS", "SPLITS", "DEVICE_KEYS",
+           "load_data", "load_eval_data", "labelled_split", "make_streams", "stream_seed"]
 
 #: ``data.protocol`` values.
 PROTOCOLS = ("all", "subjects", "fraction", "action_half", "hard_actions")
@@ -131,8 +131,9 @@ def stream_seed(seed: int, name: str) -> int:
 # ------------------------------------------------------------------------- records
 
 
-def _records(config) -> tuple[tuple, tuple, tuple | None]:
-    """``(training records, evaluation records, action names or None)``."""
+def _records(config, *, with_train: bool = True) -> tuple[tuple, tuple, tuple | None]:
+    """``(training records, evaluation records, action names or None)``; without
+    ``with_train`` the training records are not read (an empty tuple)."""
     d = config.data
     if d.source == "multiview":
         if d.get("path"):
@@ -145,18 +146,20 @@ def _records(config) -> tuple[tuple, tuple, tuple | None]:
                 synthetic_frames=int(d.get("synthetic_frames", 100)),
                 seed=int(d.generator_seed))
         # Through the builders' example schema, as the real datasets go.
-        train = tuple(r for s in d.train_splits for r in records_lib.records_from_examples(
-            records_lib.examples_from_multiview(ds, s), layout=ds.layout))
+        train = tuple(r for s in (d.train_splits if with_train else ())
+                      for r in records_lib.records_from_examples(
+                          records_lib.examples_from_multiview(ds, s), layout=ds.layout))
         test = records_lib.records_from_examples(
             records_lib.examples_from_multiview(ds, d.eval_split), layout=ds.layout)
         return train, test, ds.actions
     if d.source == "tfds":
-        return _tfds_records(d)
+        return _tfds_records(d, with_train=with_train)
     if d.source == "h36m_videopose3d":
         from jpose.datasets import h36m_videopose3d as h36m
         records = h36m.load_videopose3d_h36m(
             d.path_3d, d.path_2d, d.metadata_xml, allow_pickle=bool(d.allow_pickle),
-            subjects=tuple(d.train_subjects) + tuple(d.test_subjects), layout=d.layout)
+            subjects=tuple(d.train_subjects if with_train else ()) + tuple(d.test_subjects),
+            layout=d.layout)
         train = tuple(r for r in records if r.subject in tuple(d.train_subjects))
         test = tuple(r for r in records if r.subject in tuple(d.test_subjects))
         # Report per action class, merging takes ('Walking 1' + 'Walking'), as VideoPose3D.
@@ -166,7 +169,7 @@ def _records(config) -> tuple[tuple, tuple, tuple | None]:
                      "'tfds' or 'h36m_videopose3d'.")
 
 
-def _tfds_records(d) -> tuple[tuple, tuple, None]:
+def _tfds_records(d, *, with_train: bool = True) -> tuple[tuple, tuple, None]:
     from jpose.datasets import tfds_build
 
     config = d.get("tfds_config", "") or None
@@ -182,8 +185,9 @@ def _tfds_records(d) -> tuple[tuple, tuple, None]:
         return tuple(records)
 
     test_splits = ("test",) if d.dataset == "mpi_inf_3dhp" else tuple(d.test_subjects)
-    train, test = load(tuple(d.train_subjects)), load(test_splits)
-    if d.get("cameras", ()):
+    train = load(tuple(d.train_subjects)) if with_train else ()
+    test = load(test_splits)
+    if d.get("cameras", ()) and train:
         cams = d.cameras if isinstance(d.cameras, str) else tuple(int(c) for c in d.cameras)
         train = protocols.select_cameras(train, cams)
     if d.dataset == "h36m":
@@ -220,19 +224,25 @@ def labelled_split(d, train: tuple) -> protocols.LabelledSplit:
       (Li et al.);
     * ``hard_actions``: every action but Photo, Purchases, Sitting, SittingDown labelled.
 
-    Then ``data.downsample_fps`` > 0 keeps every k-th frame of both (inside the chunk for
-    ``fraction``, as VideoPose3D's ``fetch`` does).
+    Then ``data.downsample_fps`` > 0 keeps every k-th frame of both, ``k = fps /
+    downsample_fps`` per record (inside the chunk for ``fraction``, as VideoPose3D's
+    ``fetch`` does, which needs one frame rate for all of them).
     """
     protocol = d.get("protocol", "all")
     if protocol not in PROTOCOLS:
         raise ValueError(f"data.protocol: unknown protocol {protocol!r}; expected one of "
                          f"{PROTOCOLS}")
     target_fps = float(d.get("downsample_fps", 0) or 0)
-    stride = _downsample_stride(train, target_fps, "training") if target_fps > 0 else 1
+    # The fraction protocol cuts VideoPose3D's chunk at one stride for all records;
+    # otherwise each record goes from its own rate (MPI-INF-3DHP mixes 25 and 50 fps).
+    stride = (_downsample_stride(train, target_fps, "training")
+              if target_fps > 0 and protocol == "fraction" else 1)
     subjects = tuple(d.get("labelled_subjects", ("S1",)))
 
     def strided(items):
-        return protocols.stride_frames(items, stride) if stride > 1 and items else tuple(items)
+        if target_fps > 0 and items:
+            return protocols.downsample(items, target_fps=target_fps)
+        return tuple(items)
 
     if protocol == "all":
         return protocols.LabelledSplit(strided(train), ())
@@ -274,41 +284,63 @@ def _limit(records: tuple, count: int) -> tuple:
     return tuple(picked)
 
 
+class EvalData(NamedTuple):
+    """An evaluation set: ``(action, inputs (F, J_in, C), poses_3d (F, J, 3))`` sequences,
+    their per-frame flags (``valid``, ``activity``) and joint layouts."""
+
+    sequences: tuple
+    frames: tuple
+    layout: str
+    input_layout: str
+
+
+def _sequences(d, records, actions):
+    if not records:
+        return None
+    return pipelines.sequences_from_records(
+        records, layout=d.layout, actions=actions,
+        use_clean_2d=bool(d.get("use_clean_2d", False)), with_cameras=True)
+
+
+def _eval_data(d, test: tuple, actions) -> EvalData:
+    target_fps = float(d.get("downsample_fps", 0) or 0)
+    if target_fps > 0 and d.get("downsample_eval", True):
+        test = protocols.downsample(test, target_fps=target_fps)  # 10 fps settings
+    test = _limit(test, int(d.get("max_eval_sequences", 0) or 0))
+    evals = _sequences(d, test, actions)
+    if evals is None:
+        raise ValueError(f"data: the {d.source!r} source has no evaluation sequences")
+    # Per-frame evaluation flags (MPI-INF-3DHP test: valid_frame and activity ids).
+    frames = tuple({"valid": np.ones(r.num_frames, bool) if r.valid is None else r.valid,
+                    "activity": (np.zeros(r.num_frames, np.int32) if r.activity is None
+                                 else r.activity)} for r in test)
+    return EvalData(tuple((s.action_name, s.inputs, s.poses_3d) for s in evals), frames,
+                    d.layout, getattr(evals, "input_layout", None) or d.layout)
+
+
+def load_eval_data(config) -> EvalData:
+    """Only the evaluation set of ``config.data`` (its training records are not read):
+    an evaluator on another dataset (``evals.<name>.data``, cross-dataset protocols)."""
+    _, test, actions = _records(config, with_train=False)
+    return _eval_data(config.data, test, actions)
+
+
 def load_data(config) -> DataSets:
     """The labelled, unlabelled and whole training sequences and the evaluation set."""
     d = config.data
     train, test, actions = _records(config)
     split = labelled_split(d, train)
-    target_fps = float(d.get("downsample_fps", 0) or 0)
-    if target_fps > 0:  # the 10 fps settings evaluate at 10 fps too
-        test = protocols.downsample(test, target_fps=target_fps)
-    test = _limit(test, int(d.get("max_eval_sequences", 0) or 0))
-    use_clean = bool(d.get("use_clean_2d", False))
-
-    def sequences(records):
-        if not records:
-            return None
-        return pipelines.sequences_from_records(
-            records, layout=d.layout, actions=actions, use_clean_2d=use_clean,
-            with_cameras=True)
-
-    splits = {"labelled": sequences(split.labelled), "unlabelled": sequences(split.unlabelled),
-              "train": sequences(tuple(split.labelled) + tuple(split.unlabelled))}
-    evals = sequences(test)
+    evals = _eval_data(d, test, actions)
+    splits = {"labelled": _sequences(d, split.labelled, actions),
+              "unlabelled": _sequences(d, split.unlabelled, actions),
+              "train": _sequences(d, tuple(split.labelled) + tuple(split.unlabelled), actions)}
     first = splits["labelled"]
     input_layout = getattr(first, "input_layout", None) or d.layout
     meta = {"layout": d.layout, "input_layout": input_layout,
             "num_joints_in": first.num_joints_in, "num_joints_out": first.num_joints_out,
             "in_features": first.in_features}
-    # Per-frame evaluation flags (MPI-INF-3DHP test: valid_frame and activity ids).
-    frames = tuple({"valid": np.ones(r.num_frames, bool) if r.valid is None else r.valid,
-                    "activity": (np.zeros(r.num_frames, np.int32) if r.activity is None
-                                 else r.activity)} for r in test)
-    return DataSets(
-        splits=splits,
-        eval_sequences=tuple((s.action_name, s.inputs, s.poses_3d) for s in evals),
-        eval_frames=frames,
-        layout=d.layout, input_layout=input_layout, meta=meta)
+    return DataSets(splits=splits, eval_sequences=evals.sequences, eval_frames=evals.frames,
+                    layout=d.layout, input_layout=input_layout, meta=meta)
 
 
 # ------------------------------------------------------------------------- streams

@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
         "labelled_fraction": 0.01,
         "cameras": (),
         "downsample_fps": 0.0,
+        "downsample_eval": True,  # downsample_fps applies to the evaluation set too
         # common
         "use_clean_2d": False,
         "flip_augment": True,

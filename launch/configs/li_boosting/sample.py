@@ -20,6 +20,25 @@ import ml_collections
 from launch.configs import common
 
 
+def boost_section() -> ml_collections.ConfigDict:
+    """What ``launch/boost.py`` does between its runs (every boosting config has it)."""
+    return ml_collections.ConfigDict({
+        "tau": 0.7,  # Human3.6M's (0.5 for MPI-INF-3DHP)
+        # The per-joint score s (jpose.confidence): detector | flip | temporal, or a
+        # product such as "detector*temporal"; sigmas in metres.
+        "confidence": "detector",
+        "flip_sigma": 0.05,
+        "temporal_sigma": 0.06,
+        "gamma": 1.0,  # weight of the bone-length consistency U
+        "finetune_epochs": 10,
+        "finetune_learning_rate": 3e-4,
+        "completion_batch": 16,
+        # data overrides naming another dataset whose training videos are the unlabelled
+        # ones (cross-dataset boosting); empty: the unlabelled split of data.protocol.
+        "target": {},
+    })
+
+
 def get_config(arg: str = ""):
     switches = common.parse_arg(arg)
     c = common.base_config()
@@ -35,14 +54,7 @@ def get_config(arg: str = ""):
     c.log_every = 20
     c.eval_every = 0
     c.checkpoint_every = 1000
-    # The stages between runs (launch/boost.py).
-    c.boost = ml_collections.ConfigDict({
-        "tau": 0.7,  # Human3.6M's (0.5 for MPI-INF-3DHP)
-        "gamma": 1.0,  # weight of the bone-length consistency U
-        "finetune_epochs": 10,
-        "finetune_learning_rate": 3e-4,
-        "completion_batch": 16,
-    })
+    c.boost = boost_section()
     if "tiny" in switches:
         common.apply_tiny(c)
         c.model.variant = "tiny_1f"
