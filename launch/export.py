@@ -42,7 +42,10 @@ def run(workdir: str, output: str, *, predictor: str = "pose", overwrite: bool =
     return export.export_lifter(
         jax.device_get(variables), net.config, output, layout=meta["input_layout"],
         output_layout=meta["layout"] if kind == "pose" else None, overwrite=overwrite,
-        metadata={"config": restored.config.to_dict(), "predictor": predictor})
+        metadata={"config": restored.config.to_dict(), "predictor": predictor,
+                  # The training cameras' focal length in screen units (2 f / width):
+                  # launch/lift.py maps any camera's 2D to it.
+                  "screen_focal": meta.get("screen_focal")})
 
 
 def main(argv):

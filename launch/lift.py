@@ -1,43 +1,59 @@
-r"""Lift 2D keypoint files to 3D poses with an exported model (no training code needed).
+r"""Lift any detector's 2D keypoints to metric 3D poses with an exported model.
 
 Usage::
 
-  python launch/lift.py --model=exports/videopose_243f --input=detections.json \
-      --output=poses.npz --image_width=1920 --image_height=1080
+  python launch/lift.py --model=exports/videopose_243f --input=openpose_json/ \
+      --image_width=1920 --image_height=1080 --output=poses.json --render=poses.mp4
 
-``--model`` is a directory written by ``jpose.export.export_lifter`` (loaded with the
-standalone ``jpose/exported_model.py``).
+``--model`` is a directory written by ``launch/export.py`` (loaded with the standalone
+``jpose/exported_model.py``).
 
-Inputs (``--input``, chosen by file extension)
-----------------------------------------------
-* ``.npz`` (read without pickle): ``keypoints`` of shape (T, J, 2) or (N, T, J, 2) in
-  **pixels** (N sequences of T frames), optional ``image_size`` (2,) = (width, height)
-  pixels. The joint layout is ``--layout``, by default the model's input layout.
-* ``.json``: COCO keypoint *results* -- a list of
-  ``{"image_id", "keypoints": [x1, y1, v1, ..., x17, y17, v17], "score", ...}`` with the 17
-  COCO joints (layout ``coco_17``). One person per image id (a repeated image id is an
-  error: filter detections to one track first); the frames are the entries **sorted by
-  image_id** (which must all be ints or all strings), one sequence (N = 1). Optional
-  ``track_id`` / ``frame`` fields are ignored; gaps in the ids are not filled, so the
-  ids should number consecutive video frames. ``v`` is not used; joints with ``v == 0``
-  (not detected) are counted and logged, since their (0, 0) would be lifted as is.
-  COCO results carry no image size: pass ``--image_width`` and ``--image_height``.
+Inputs (``--input``: :func:`jpose.detections.read`, formats as the tools write them)
+---------------------------------------------------------------------------------
+OpenPose ``--write_json`` directories (BODY_25; ``--layout=openpose_body25b`` for
+BODY_25B; COCO-18), MediaPipe BlazePose 33 (npy/npz/JSON/CSV), COCO keypoint results or
+annotation JSON (several people, track ids; string image ids in frame-number order),
+AlphaPose / Halpe-26 JSON, and jpose ``.npz`` (``keypoints`` (T, J, 2|3) or (N, T, J,
+2|3) pixels, optional ``confidence``, ``layout`` or ``--layout``, default the model's
+input layout). Several people: one track each (:func:`jpose.detections.associate` where
+the file has no track ids); ``--person`` picks one (default: the largest track,
+:func:`jpose.detections.select_track`), ``--person=all`` lifts every track (an ``.npz``'s N sequences are all lifted).
 
-Processing: the input layout is converted to the model's input layout by joint name with
-:func:`jpose.skeleton.convert`, which copies shared joints and *synthesises* missing ones
-by the skeleton module's documented rules (e.g. for COCO -> Human3.6M: pelvis = mid-hip,
-neck = mid-shoulder, spine = halfway between them, head = nose, head top extrapolated).
-Pixels are then normalised to screen coordinates (:func:`jpose.camera.pixels_to_screen`)
-and the exported model is run.
+Processing
+----------
+1. **2D filling**: joints with confidence below ``--min_confidence`` or missing (OpenPose
+   stores (0, 0)) are filled over time before lifting -- ``--fill=linear`` (default) or
+   ``low_rank`` (the trajectory-completion solver on 2D) -- never lifted from their
+   stored coordinates.
+2. **Joints** converted to the model's input layout by name
+   (:func:`jpose.skeleton.convert`; synthesised joints as documented there).
+3. **Camera**: ``--calibration`` (an Anipose / Pose2Sim TOML; ``--camera`` names the
+   camera, default the first; distortion is removed first), else ``--focal_length``
+   (px, principal point at the image centre), else the documented default
+   :func:`jpose.calibration.default_intrinsics` (``f = max(width, height)``). The output's
+   ``camera_source`` says which was used.
+4. **Normalisation to the training camera**: a model exported with its training
+   cameras' focal length (``screen_focal``, metadata of ``launch/export.py``) gets
+   ``(uv - c) / f * screen_focal`` -- the view the model was trained on, whatever this
+   camera's focal length and aspect ratio (a portrait phone video is not lifted too
+   large). Older exports get VideoPose3D's width normalisation
+   (:func:`jpose.camera.pixels_to_screen`).
 
-Output (``--output``, ``.npz``, written atomically: temp file then rename):
-``poses_3d`` (N, T, J, 3) float32 **metres**, ``joint_names`` (J,), ``layout`` (the
-model's output layout), ``units`` = "metres", ``frame`` = "camera (x right, y down,
-z forward), root-relative", ``input_layout``, ``image_size`` (2,), and for COCO input
-``image_ids`` (T,), the id of each frame. With ``--trajectory_model`` (a trajectory
-network's export) also ``trajectory`` (N, T, 3) metres, the root's camera-frame
-position, and ``poses_camera`` (N, T, J, 3) = ``poses_3d + trajectory``, absolute
-camera-frame joints.
+Output (``--output``; the extension picks ``.npz`` or ``.json``; written atomically)
+-----------------------------------------------------------------------------------
+``poses_3d`` (N, T, J, 3) **metres**, camera frame (x right, y down, z forward),
+root-relative; ``joint_names``, ``layout``, ``units``, ``frame``, ``frames`` (T,) frame
+numbers, ``track_ids`` (N,), ``confidence`` (N, T, J) per output joint (the 2D detector's,
+a synthesised joint taking its least confident source; 0 where filled or outside the
+track), ``filled`` (N, T, J) bool, ``camera_source``, ``focal_length``,
+``principal_point``, ``image_size``, ``input_layout``; NaN (JSON: null) outside a track's
+frames. With ``--trajectory_model`` (a trajectory network's export) also
+``trajectory`` (N, T, 3) (the root's camera-frame position) and ``poses_camera``
+(absolute camera-frame joints); with a calibration's extrinsics also ``poses_world``
+(the calibration's world frame, metres: ``x_world = R^T x_cam + c``).
+
+``--render=out.mp4`` (or ``.gif``) draws the first track's 3D skeleton beside its 2D
+on a blank canvas of the image size (:func:`jpose.visualize.render_animation`).
 """
 
 from __future__ import annotations
@@ -45,7 +61,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, NamedTuple
+from typing import Any
 
 from absl import app, flags, logging
 import numpy as np
@@ -53,251 +69,235 @@ import numpy as np
 # Runs as a script from a clone: make the repository importable without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jpose import camera, io, skeleton  # noqa: E402
+from jpose import calibration, camera, detections, io, skeleton  # noqa: E402
 from jpose.exported_model import ExportedLifter  # noqa: E402
 
-COCO_LAYOUT = "coco_17"
 POSE_FRAME = "camera (x right, y down, z forward), root-relative"
 TRAJECTORY_FRAME = "camera (x right, y down, z forward), absolute root position"
-
-
-class Detections(NamedTuple):
-    """2D keypoints read from an input file."""
-
-    keypoints: np.ndarray  # (N, T, J, 2) float64 pixels
-    layout: str  # joint layout of ``keypoints``
-    image_size: tuple[float, float] | None  # (width, height) pixels, if the file has it
-    image_ids: np.ndarray | None  # (T,) COCO image id of each frame, else None
+WORLD_FRAME = "world frame of the calibration file (x_world = R^T x_cam + c), metres"
+FILLS = ("linear", "low_rank")
 
 
 # ----------------------------------------------------------------------------- reading
 
 
-def _check_keypoints(kp: np.ndarray, layout: str, path: str) -> np.ndarray:
-    skel = skeleton.get(layout)  # ValueError naming the known layouts
-    if kp.ndim == 3:
-        kp = kp[None]
-    if kp.ndim != 4 or kp.shape[-2:] != (skel.num_joints, 2):
-        raise ValueError(
-            f"{path}: 'keypoints' must have shape (T, J={skel.num_joints}, 2) or "
-            f"(N, T, {skel.num_joints}, 2) pixels for layout {skel.name!r}, got {kp.shape}"
-        )
-    if kp.shape[1] == 0:
-        raise ValueError(f"{path}: 'keypoints' has no frames (shape {kp.shape})")
-    finite = np.isfinite(kp)
-    if not finite.all():
-        first = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(
-            f"{path}: 'keypoints' has {int(kp.size - finite.sum())} non-finite value(s), first "
-            f"at index {first}; fill (interpolate) or drop missing keypoints first"
-        )
-    return kp
-
-
-def read_npz(path: str, *, layout: str) -> Detections:
-    """Read ``keypoints`` (T, J, 2) / (N, T, J, 2) pixels and optional ``image_size``.
-
-    Unreadable files (empty, truncated, not an archive, object arrays) give the one-line
-    ValueError of :func:`jpose.io.load_npz`.
-    """
-    arrays = io.load_npz(path, what="input")
-    if "keypoints" not in arrays:
-        raise ValueError(
-            f"{path}: missing key 'keypoints' ((T, J, 2) or (N, T, J, 2) pixels); found "
-            f"{sorted(arrays)}"
-        )
-    kp = arrays["keypoints"]
-    if kp.dtype.kind not in "fiu":
-        raise ValueError(f"{path}: 'keypoints' must be numeric pixels, got dtype {kp.dtype}")
-    kp = _check_keypoints(kp.astype(np.float64), layout, path)
-    size = None
-    if "image_size" in arrays:
-        s = arrays["image_size"]
-        if s.shape != (2,) or s.dtype.kind not in "fiu" or not np.all(s > 0):
-            raise ValueError(
-                f"{path}: 'image_size' must be (2,) positive (width, height) pixels, got "
-                f"{s.dtype}{s.shape} {s}"
-            )
-        size = (float(s[0]), float(s[1]))
-    return Detections(kp, skeleton.get(layout).name, size, None)
-
-
-def read_coco_json(path: str) -> Detections:
-    """Read COCO keypoint results (one person per image id; frames sorted by image_id)."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            entries = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{path}: expected a non-empty list of COCO keypoint results")
-    num_joints = skeleton.get(COCO_LAYOUT).num_joints
-    by_id: dict[Any, np.ndarray] = {}
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict):
-            raise ValueError(f"{path}: entry {i} is {type(e).__name__}, expected an object")
-        for key in ("image_id", "keypoints"):
-            if key not in e:
-                raise ValueError(f"{path}: entry {i} is missing key {key!r}")
-        image_id = e["image_id"]
-        if isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
-            raise ValueError(f"{path}: entry {i}: 'image_id' must be an int or a string, got {image_id!r}")
-        kp = e["keypoints"]
-        if (
-            not isinstance(kp, list)
-            or len(kp) != 3 * num_joints
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in kp)
-        ):
-            raise ValueError(
-                f"{path}: entry {i} (image_id {image_id!r}): 'keypoints' must be "
-                f"{3 * num_joints} numbers [x1, y1, v1, ...] for the {num_joints} COCO joints"
-            )
-        if image_id in by_id:
-            raise ValueError(
-                f"{path}: image_id {image_id!r} appears more than once; this tool lifts one "
-                "person per image: keep one detection (one track) per image first"
-            )
-        by_id[image_id] = np.asarray(kp, np.float64).reshape(num_joints, 3)
-    if len({type(k) for k in by_id}) > 1:
-        raise ValueError(f"{path}: 'image_id' values mix ints and strings; cannot order frames")
-    ids = sorted(by_id)
-    triples = np.stack([by_id[k] for k in ids])  # (T, 17, 3)
-    undetected = int(np.count_nonzero(triples[..., 2] == 0))
-    if undetected:
-        logging.warning(
-            "%s: %d joint detections have v == 0 (not detected); they are lifted from their "
-            "stored coordinates.", path, undetected,
-        )
-    kp = _check_keypoints(triples[..., :2], COCO_LAYOUT, path)
-    return Detections(kp, COCO_LAYOUT, None, np.asarray(ids))
-
-
-def read_input(path: str, *, layout: str | None, default_layout: str) -> Detections:
-    """Dispatch on the extension: ``.npz`` or ``.json`` (COCO results)."""
-    ext = os.path.splitext(path)[1].lower()
-    if not os.path.isfile(path):
+def read_input(path: str, *, layout: str | None, default_layout: str,
+               image_size=None) -> detections.Detections2D:
+    """:func:`jpose.detections.read`; an ``.npz`` without a ``layout`` field is in
+    ``layout`` or else the model's input layout."""
+    if not os.path.exists(path):
         raise FileNotFoundError(f"input: {path!r} does not exist")
-    if ext == ".npz":
-        return read_npz(path, layout=layout or default_layout)
-    if ext == ".json":
-        if layout is not None and skeleton.get(layout).name != COCO_LAYOUT:
-            raise ValueError(
-                f"layout: COCO JSON input is always {COCO_LAYOUT!r}, got --layout={layout!r}"
-            )
-        return read_coco_json(path)
-    raise ValueError(f"input: {path!r} has extension {ext!r}; expected .npz or .json")
+    if layout is None and path.lower().endswith(".npz"):
+        if "layout" not in io.load_npz(path, what="input"):
+            layout = default_layout
+    return detections.read(path, layout=layout, image_size=image_size)
 
 
-def _image_size(detections: Detections, image_size, path: str) -> tuple[float, float]:
-    if image_size is not None:
-        w, h = (float(v) for v in image_size)
-        if not (w > 0 and h > 0):
-            raise ValueError(f"image_size: expected positive (width, height), got {image_size}")
-        if detections.image_size is not None and detections.image_size != (w, h):
-            raise ValueError(
-                f"image_size: flags give {(w, h)} but {path} stores {detections.image_size}"
-            )
-        return w, h
-    if detections.image_size is None:
-        raise ValueError(
-            f"image size unknown for {path}: pass --image_width and --image_height (or store "
-            "'image_size' (width, height) in the .npz)"
-        )
-    return detections.image_size
+def select_tracks(dets: detections.Detections2D, person: str | None) -> list:
+    """The tracks to lift: ``None`` the largest, ``"all"`` every one, else the id."""
+    if not dets.tracks:
+        raise ValueError(f"{dets.source}: no person detected in any frame")
+    if person == "all" or (person is None and dets.format == "npz"):
+        return list(dets.tracks)  # an .npz's (N, T, J, 2) are N sequences the user chose
+    if person is None:
+        return [detections.select_track(dets)]
+    try:
+        pid = int(person)
+    except ValueError:
+        raise ValueError(f"--person: expected a track id, 'all' or nothing; got "
+                         f"{person!r}") from None
+    return [detections.select_track(dets, pid)]
 
 
-# ----------------------------------------------------------------------------- lifting
+def fill_track(track, *, layout: str, min_confidence: float, fill: str):
+    """``(keypoints (T, J, 2) px without gaps, filled (T, J) bool)``."""
+    if fill not in FILLS:
+        raise ValueError(f"--fill: expected one of {FILLS}, got {fill!r}")
+    fn = detections.fill_linear if fill == "linear" else detections.fill_low_rank
+    try:
+        out = fn(track.keypoints, track.confidence, threshold=min_confidence,
+                 frames=track.frames, layout=layout)
+    except ValueError as e:
+        raise ValueError(f"track {track.id}: {e}") from None
+    return np.asarray(out.keypoints, np.float64), np.asarray(out.filled, bool)
 
 
-def model_inputs(keypoints_px, *, source_layout: str, model_layout: str, image_size) -> np.ndarray:
-    """Pixels in ``source_layout`` -> normalised screen coordinates in ``model_layout``.
-
-    Converting joints and normalising are both affine with weights summing to one, so the
-    order does not matter; joints are converted first, in pixels.
-    """
-    converted = skeleton.convert(np.asarray(keypoints_px, np.float64), source_layout, model_layout)
-    size = np.asarray(image_size, np.float32)
-    return np.asarray(camera.pixels_to_screen(converted.astype(np.float32), size))
+# ----------------------------------------------------------------------------- camera
 
 
-def lift(model: ExportedLifter, detections: Detections, *, image_size) -> np.ndarray:
-    """(N, T, J_out, 3) metres from the detections' pixels (see the module docstring)."""
+def resolve_camera(*, image_size, focal_length=None, calibration_path=None,
+                   camera_name=None) -> dict[str, Any]:
+    """``{"camera": CameraParams (one, pixels), "source": str, "extrinsics": bool,
+    "image_size": (w, h)}`` from a calibration file, a focal length or the default."""
+    if calibration_path:
+        if focal_length is not None:
+            raise ValueError("--focal_length: not with --calibration (which has one)")
+        calib = calibration.read_calibration(calibration_path)
+        index = calib.index(camera_name) if camera_name else 0
+        cam = type(calib.cameras)(*(np.asarray(f)[index] for f in calib.cameras))
+        size = tuple(float(v) for v in np.asarray(cam.image_size))
+        if image_size is not None and tuple(float(v) for v in image_size) != size:
+            raise ValueError(f"image size: the input/flags give {tuple(image_size)} but "
+                             f"{calibration_path} [{calib.sections[index]}] size is {size}")
+        return {"camera": cam, "image_size": size, "extrinsics": True,
+                "source": f"calibration {calibration_path} camera "
+                          f"{calib.names[index]!r} ({calib.units_source})"}
+    if image_size is None:
+        raise ValueError("image size unknown: pass --image_width and --image_height (or "
+                         "store 'image_size' (width, height) in the .npz, or --calibration)")
+    w, h = (float(v) for v in image_size)
+    if not (w > 0 and h > 0):
+        raise ValueError(f"image_size: expected positive (width, height), got {image_size}")
+    intr = calibration.default_intrinsics(w, h, focal_length=focal_length)
+    return {"camera": intr.camera(dtype=np.float64), "image_size": (w, h),
+            "extrinsics": False, "source": intr.source}
+
+
+def model_inputs(keypoints_px, *, source_layout: str, model_layout: str, cam,
+                 screen_focal: float | None) -> np.ndarray:
+    """Pixels in ``source_layout`` -> the model's normalised inputs in ``model_layout``
+    (module docstring, step 4). Joints are converted first, in pixels (affine with
+    weights summing to one, so the order does not matter for the pinhole mapping)."""
+    converted = skeleton.convert(np.asarray(keypoints_px, np.float64), source_layout,
+                                 model_layout)
+    if screen_focal is None:
+        size = np.asarray(cam.image_size, np.float32)
+        return np.asarray(camera.pixels_to_screen(converted.astype(np.float32), size))
+    if np.any(np.asarray(cam.radial) != 0) or np.any(np.asarray(cam.tangential) != 0):
+        from jpose import triangulation  # distortion removed first (a calibrated camera)
+
+        converted = np.asarray(triangulation.undistort_points(converted, cam).uv, np.float64)
+    normalised = (converted - np.asarray(cam.principal)) / np.asarray(cam.focal)
+    return (normalised * float(screen_focal)).astype(np.float32)
+
+
+def _run_model(model: ExportedLifter, inputs: np.ndarray) -> np.ndarray:
     if model.metadata["config"]["in_features"] != 2:
-        raise ValueError(
-            f"model: takes {model.metadata['config']['in_features']} features per joint; this "
-            "tool supplies only (x, y)"
-        )
-    screen = model_inputs(
-        detections.keypoints,
-        source_layout=detections.layout,
-        model_layout=model.metadata["input_layout"],
-        image_size=image_size,
-    )
-    return model(screen).astype(np.float32)
+        raise ValueError(f"model: takes {model.metadata['config']['in_features']} features "
+                         "per joint; this tool supplies only (x, y)")
+    return model(inputs).astype(np.float32)
+
+
+def convert_confidence(conf: np.ndarray, source: str, target: str) -> np.ndarray:
+    """Per-joint confidence ``(..., J_source)`` -> ``(..., J_target)``: a synthesised joint
+    is as confident as its least confident source."""
+    matrix, _ = skeleton.conversion_matrix(source, target)
+    return np.stack([conf[..., np.flatnonzero(row)].min(axis=-1) for row in matrix], -1)
+
+
+# ----------------------------------------------------------------------------- writing
 
 
 def write_output(path: str, arrays: dict[str, Any]) -> None:
-    """Atomic ``.npz`` write (:func:`jpose.io.save_npz_atomic`)."""
-    io.save_npz_atomic(path, arrays)
+    """Atomic ``.npz`` or ``.json`` (NaN as null), chosen by the extension."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npz":
+        io.save_npz_atomic(path, arrays)
+    elif ext == ".json":
+        def plain(v):
+            v = np.asarray(v)
+            if v.dtype.kind == "f":
+                return np.where(np.isfinite(v), v, None).tolist()
+            return v.tolist()
+
+        io.save_json_atomic(path, {k: plain(v) for k, v in arrays.items()})
+    else:
+        raise ValueError(f"--output: {path!r} has extension {ext!r}; expected .npz or .json")
 
 
-def run(
-    model_dir: str,
-    input_path: str,
-    output_path: str,
-    *,
-    layout: str | None = None,
-    image_size: tuple[float, float] | None = None,
-    trajectory_model_dir: str | None = None,
-) -> dict[str, Any]:
-    """Read ``input_path``, lift it with the export in ``model_dir``, write ``output_path``.
-
-    With ``trajectory_model_dir`` (the export of a trajectory network, e.g. the
-    ``trajectory`` predictor of the ``videopose_semi`` recipe) the output also holds
-    ``trajectory`` (N, T, 3), the root's camera-frame position in metres, and
-    ``poses_camera`` = ``poses_3d + trajectory``: absolute camera-frame joints.
-
-    Returns the arrays written (as a dict).
-    """
+def run(model_dir: str, input_path: str, output_path: str, *, layout: str | None = None,
+        image_size: tuple[float, float] | None = None,
+        trajectory_model_dir: str | None = None, focal_length: float | None = None,
+        calibration_path: str | None = None, camera_name: str | None = None,
+        person: str | None = None, min_confidence: float = 0.3, fill: str = "linear",
+        render: str | None = None) -> dict[str, Any]:
+    """Reads ``input_path``, lifts it with the export in ``model_dir``, writes
+    ``output_path`` (and ``render``); returns the arrays written (module docstring)."""
     if layout is not None:
         skeleton.get(layout)  # unknown layout: ValueError listing the known ones
+    if os.path.splitext(output_path)[1].lower() not in (".npz", ".json"):
+        raise ValueError(f"--output: {output_path!r}: expected a .npz or .json path")
     model = ExportedLifter.load(model_dir)
-    detections = read_input(input_path, layout=layout, default_layout=model.metadata["input_layout"])
-    size = _image_size(detections, image_size, input_path)
-    poses = lift(model, detections, image_size=size)
-    trajectory = model.metadata.get("output_kind") == "trajectory"
-    out = {
-        "poses_3d": poses,
-        "joint_names": np.asarray(model.joint_names),
-        "layout": np.asarray(model.metadata["output_layout"] or "root"),
-        "units": np.asarray("metres"),
-        "frame": np.asarray(TRAJECTORY_FRAME if trajectory else POSE_FRAME),
-        "input_layout": np.asarray(detections.layout),
-        "image_size": np.asarray(size, np.float64),
-    }
+    meta = model.metadata
+    if meta.get("output_kind") == "trajectory":
+        raise ValueError(f"--model: {model_dir} is a trajectory model; pass the pose model "
+                         "as --model and the trajectory one as --trajectory_model")
+    traj_model = None
     if trajectory_model_dir is not None:
-        if trajectory:
-            raise ValueError(f"--model: {model_dir} is a trajectory model; pass the pose "
-                             "model as --model and the trajectory one as --trajectory_model")
         traj_model = ExportedLifter.load(trajectory_model_dir)
         if traj_model.metadata.get("output_kind") != "trajectory":
             raise ValueError(f"--trajectory_model: {trajectory_model_dir} is not a trajectory "
                              f"model (output kind {traj_model.metadata.get('output_kind')!r})")
-        if traj_model.metadata["input_layout"] != model.metadata["input_layout"]:
+        if traj_model.metadata["input_layout"] != meta["input_layout"]:
             raise ValueError(
                 f"--trajectory_model: takes {traj_model.metadata['input_layout']!r} joints but "
-                f"--model takes {model.metadata['input_layout']!r}")
-        root = lift(traj_model, detections, image_size=size)[..., 0, :]  # (N, T, 3)
+                f"--model takes {meta['input_layout']!r}")
+    dets = read_input(input_path, layout=layout, default_layout=meta["input_layout"],
+                      image_size=image_size)
+    size = image_size if image_size is not None else dets.image_size
+    cam = resolve_camera(image_size=size, focal_length=focal_length,
+                         calibration_path=calibration_path, camera_name=camera_name)
+    tracks = select_tracks(dets, person)
+    frames = np.unique(np.concatenate([t.frames for t in tracks]))
+    n, t_all = len(tracks), len(frames)
+    model_layout, out_layout = meta["input_layout"], meta["output_layout"]
+    j_out = len(model.joint_names)
+    poses = np.full((n, t_all, j_out, 3), np.nan, np.float32)
+    conf = np.zeros((n, t_all, j_out), np.float32)
+    filled_out = np.zeros((n, t_all, j_out), bool)
+    root = np.full((n, t_all, 3), np.nan, np.float32)
+    filled_2d = []
+    screen_focal = (meta.get("user") or {}).get("screen_focal")
+    for i, track in enumerate(tracks):
+        kp, filled = fill_track(track, layout=dets.layout, min_confidence=min_confidence,
+                                fill=fill)
+        filled_2d.append(kp)
+        rows = np.searchsorted(frames, track.frames)
+        x = model_inputs(kp[None], source_layout=dets.layout, model_layout=model_layout,
+                         cam=cam["camera"], screen_focal=screen_focal)
+        poses[i, rows] = _run_model(model, x)[0]
+        c = np.where(filled, 0.0, np.nan_to_num(track.confidence))
+        conf[i, rows] = convert_confidence(c, dets.layout, out_layout)
+        filled_out[i, rows] = ~skeleton.convert_visibility(~filled, dets.layout, out_layout)
+        if traj_model is not None:
+            root[i, rows] = _run_model(traj_model, x)[0, :, 0, :]
+    out = {
+        "poses_3d": poses, "joint_names": np.asarray(model.joint_names),
+        "layout": np.asarray(out_layout), "units": np.asarray("metres"),
+        "frame": np.asarray(POSE_FRAME), "frames": frames.astype(np.int64),
+        "track_ids": np.asarray([t.id for t in tracks], np.int64),
+        "confidence": conf, "filled": filled_out, "input_layout": np.asarray(dets.layout),
+        "image_size": np.asarray(cam["image_size"], np.float64),
+        "camera_source": np.asarray(cam["source"]),
+        "focal_length": np.asarray(cam["camera"].focal, np.float64),
+        "principal_point": np.asarray(cam["camera"].principal, np.float64),
+        "normalisation": np.asarray(
+            "(uv - c) / f * screen_focal" if screen_focal is not None
+            else "VideoPose3D: uv / width * 2 - (1, height / width)"),
+    }
+    if traj_model is not None:
         out["trajectory"] = root
         out["poses_camera"] = poses + root[..., None, :]
-    if detections.image_ids is not None:
-        out["image_ids"] = detections.image_ids
+        out["trajectory_frame"] = np.asarray(TRAJECTORY_FRAME)
+        if cam["extrinsics"]:
+            out["poses_world"] = np.asarray(camera.camera_to_world(
+                out["poses_camera"].astype(np.float64), np.asarray(cam["camera"].rotation),
+                np.asarray(cam["camera"].centre)), np.float32)
+            out["world_frame"] = np.asarray(WORLD_FRAME)
+    if tracks[0].image_ids is not None:
+        out["image_ids"] = np.asarray(tracks[0].image_ids)
     write_output(output_path, out)
-    logging.info(
-        "Lifted %d sequence(s) x %d frames (%s -> %s) to %s.",
-        poses.shape[0], poses.shape[1], detections.layout, model.metadata["input_layout"],
-        output_path,
-    )
+    if render:
+        from jpose import visualize
+
+        rows = np.searchsorted(frames, tracks[0].frames)
+        visualize.render_animation(
+            render, poses[0, rows], out_layout, keypoints_2d=filled_2d[0],
+            image_size=cam["image_size"], frame_numbers=[int(f) for f in tracks[0].frames],
+            title=f"{os.path.basename(input_path.rstrip('/'))} track {tracks[0].id}")
+        # The 2D are drawn in the detector's layout.
+    logging.info("Lifted %d track(s) x %d frames (%s -> %s; camera: %s) to %s.", n, t_all,
+                 dets.layout, model_layout, cam["source"], output_path)
     return out
 
 
@@ -306,20 +306,28 @@ def run(
 
 def define_flags(flag_values=flags.FLAGS) -> None:
     """Defined on demand (not at import) so tests can import this module freely."""
-    flags.DEFINE_string("model", None, "Export directory (jpose.export).", required=True,
-                        flag_values=flag_values)
-    flags.DEFINE_string("input", None, "Keypoints: .npz (pixels) or COCO results .json.",
-                        required=True, flag_values=flag_values)
-    flags.DEFINE_string("output", None, "Output .npz with poses_3d (metres).", required=True,
-                        flag_values=flag_values)
-    flags.DEFINE_string("layout", None, "Joint layout of an .npz input (default: the "
-                        "model's input layout); COCO JSON is always coco_17.",
-                        flag_values=flag_values)
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("model", None, "Export directory (launch/export.py).", required=True,
+                        **fv)
+    flags.DEFINE_string("input", None, "2D keypoints: a detector's file or directory "
+                        "(module docstring).", required=True, **fv)
+    flags.DEFINE_string("output", None, "Output .npz or .json (metres).", required=True, **fv)
+    flags.DEFINE_string("layout", None, "Joint layout where the file cannot tell it "
+                        "(openpose_body25b; an .npz without 'layout').", **fv)
     flags.DEFINE_string("trajectory_model", None, "Export of a trajectory network: adds the "
-                        "camera-frame root trajectory and absolute poses.",
-                        flag_values=flag_values)
-    flags.DEFINE_float("image_width", None, "Image width in pixels.", flag_values=flag_values)
-    flags.DEFINE_float("image_height", None, "Image height in pixels.", flag_values=flag_values)
+                        "camera-frame root trajectory and absolute (and world) poses.", **fv)
+    flags.DEFINE_float("image_width", None, "Image width in pixels.", **fv)
+    flags.DEFINE_float("image_height", None, "Image height in pixels.", **fv)
+    flags.DEFINE_float("focal_length", None, "Focal length in pixels (default: "
+                       "max(width, height)).", **fv)
+    flags.DEFINE_string("calibration", None, "Anipose / Pose2Sim calibration TOML.", **fv)
+    flags.DEFINE_string("camera", None, "Camera name in --calibration (default: first).", **fv)
+    flags.DEFINE_string("person", None, "Track id to lift, or 'all' (default: the largest).",
+                        **fv)
+    flags.DEFINE_float("min_confidence", 0.3, "2D joints below it are filled over time.", **fv)
+    flags.DEFINE_enum("fill", "linear", FILLS, "How low-confidence 2D joints are filled.", **fv)
+    flags.DEFINE_string("render", None, "Also render the first track to this .mp4 / .gif.",
+                        **fv)
 
 
 def main(argv) -> None:
@@ -331,10 +339,13 @@ def main(argv) -> None:
     size = None if f.image_width is None else (f.image_width, f.image_height)
     try:
         out = run(f.model, f.input, f.output, layout=f.layout, image_size=size,
-                  trajectory_model_dir=f.trajectory_model)
+                  trajectory_model_dir=f.trajectory_model, focal_length=f.focal_length,
+                  calibration_path=f.calibration, camera_name=f.camera, person=f.person,
+                  min_confidence=f.min_confidence, fill=f.fill, render=f.render)
     except (ValueError, FileNotFoundError) as e:  # bad files or arguments: no traceback
         raise SystemExit(f"lift.py: error: {e}") from None
-    print(f"Wrote {f.output}: poses_3d {out['poses_3d'].shape} metres, layout {out['layout']}.")
+    print(f"Wrote {f.output}: poses_3d {out['poses_3d'].shape} metres, layout "
+          f"{out['layout']}; camera: {out['camera_source']}.")
 
 
 if __name__ == "__main__":

@@ -219,16 +219,18 @@ def _final_params(workdir):
     return jax.device_get(loop.restore_for_inference(str(workdir)).variables)
 
 
-TOY = os.path.join(ROOT, "tests", "toy_two_stream.py")
+# The semi-supervised recipe itself (labelled + unlabelled streams, pose + trajectory
+# networks).
+SEMI = os.path.join(ROOT, "launch", "configs", "videopose_semi", "sample.py") + ":tiny"
 
 
 def test_two_stream_recipe_killed_at_any_step_resumes_bit_identically(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     straight = tmp_path / "straight"
-    subprocess.run(_train_command(straight, config=TOY), check=True, env=env,
+    subprocess.run(_train_command(straight, config=SEMI), check=True, env=env,
                    capture_output=True)
     resumed = tmp_path / "resumed"
-    proc = subprocess.Popen(_train_command(resumed, config=TOY), env=env,
+    proc = subprocess.Popen(_train_command(resumed, config=SEMI), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpts = resumed / "checkpoints"
     deadline = time.time() + 120
@@ -242,16 +244,18 @@ def test_two_stream_recipe_killed_at_any_step_resumes_bit_identically(tmp_path):
     proc.wait()
     killed_at = max(int(d) for d in os.listdir(ckpts) if d.isdigit())
     assert 6 <= killed_at < 14
-    subprocess.run(_train_command(resumed, config=TOY), check=True, env=env,
+    subprocess.run(_train_command(resumed, config=SEMI), check=True, env=env,
                    capture_output=True)
     a, b = _final_params(straight), _final_params(resumed)
     jax.tree.map(np.testing.assert_array_equal, a, b)
     records = logs.MetricsLog.read(str(resumed / "metrics.jsonl"))
     steps = [r["step"] for r in records if r["kind"] == "train"]
     assert steps == sorted(set(steps)) and steps[-1] == 14  # no duplicated log records
-    assert all("bone" in r for r in records if r["kind"] == "train")  # both streams used
+    # Both streams used: the unlabelled back-projection and bone terms at every log.
+    assert all("reconstruction_2d" in r and "bone_gap_mm" in r
+               for r in records if r["kind"] == "train")
     # A rerun of the finished run re-evaluates without duplicating the eval row.
-    subprocess.run(_train_command(resumed, config=TOY), check=True, env=env,
+    subprocess.run(_train_command(resumed, config=SEMI), check=True, env=env,
                    capture_output=True)
     evals = [r["step"] for r in logs.MetricsLog.read(str(resumed / "metrics.jsonl"))
              if r["kind"] == "eval"]

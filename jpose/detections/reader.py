@@ -11,7 +11,7 @@ a directory                            OpenPose ``*_keypoints.json`` per frame
 ``.json`` list of landmark frames      MediaPipe
 ``.csv``, ``.npy``                     MediaPipe
 ``.npz`` with ``keypoints``            jpose arrays (:mod:`~jpose.detections.npz`)
-other ``.npz``                         MediaPipe arrays
+other ``.npz`` of (T, 33, C) landmarks  MediaPipe arrays
 =====================================  ==========================================
 
 ``format=`` skips the guess.
@@ -113,7 +113,9 @@ def read(path: str | os.PathLike, *, layout: str | None = None, image_size=None,
     if format is None and ext == ".npz":
         from jpose import io
         keys = io.load_npz(path, what="input")
-        if "keypoints" in keys:
+        looks_mediapipe = any(k in keys for k in ("landmarks", "pose_landmarks")) or any(
+            v.ndim == 3 and v.shape[1] == 33 for v in keys.values())
+        if "keypoints" in keys or not looks_mediapipe:  # else: "keypoints is missing"
             return npz.read_npz(path, layout=layout, image_size=image_size)
         format = "mediapipe"
     if format is None and ext in (".csv", ".npy"):

@@ -325,6 +325,14 @@ def load_eval_data(config) -> EvalData:
     return _eval_data(config.data, test, actions)
 
 
+def _screen_focal(seqs) -> float | None:
+    """The labelled cameras' median focal length in screen units (``2 f / width``):
+    what the model learned to expect, so inference on another camera can normalise its
+    2D to it (``launch/lift.py``). None without cameras."""
+    focal = [float(s.camera[0]) for s in seqs if s.camera is not None]
+    return float(np.median(focal)) if focal else None
+
+
 def load_data(config) -> DataSets:
     """The labelled, unlabelled and whole training sequences and the evaluation set."""
     d = config.data
@@ -338,7 +346,7 @@ def load_data(config) -> DataSets:
     input_layout = getattr(first, "input_layout", None) or d.layout
     meta = {"layout": d.layout, "input_layout": input_layout,
             "num_joints_in": first.num_joints_in, "num_joints_out": first.num_joints_out,
-            "in_features": first.in_features}
+            "in_features": first.in_features, "screen_focal": _screen_focal(first)}
     return DataSets(splits=splits, eval_sequences=evals.sequences, eval_frames=evals.frames,
                     layout=d.layout, input_layout=input_layout, meta=meta)
 
