@@ -72,17 +72,26 @@ def test_li_loss_hand_values():
     assert float(value) == pytest.approx(0.01 + 0.04 + 2.0 * 0.01, rel=1e-5)
 
 
+def _load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _boost_module(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "launch"))  # boost.py imports _common
+    return _load(os.path.join(ROOT, "launch", "boost.py"), "jpose_boost")
+
+
+def _li_config(name, arg):
+    path = os.path.join(ROOT, "launch", "configs", "li_boosting", f"{name}.py")
+    return _load(path, f"cfg_li_{name}").get_config(arg)
+
+
 def test_boost_pipeline_runs_end_to_end_in_tiny_mode(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(os.path.join(ROOT, "launch"))
-    spec = importlib.util.spec_from_file_location("jpose_boost",
-                                                  os.path.join(ROOT, "launch", "boost.py"))
-    boost = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(boost)
-    cfg_spec = importlib.util.spec_from_file_location(
-        "cfg_li", os.path.join(ROOT, "launch", "configs", "li_boosting", "sample.py"))
-    cfg = importlib.util.module_from_spec(cfg_spec)
-    cfg_spec.loader.exec_module(cfg)
-    report = boost.run(cfg.get_config("tiny"), str(tmp_path), progress=False)
+    boost = _boost_module(monkeypatch)
+    report = boost.run(_li_config("sample", "tiny"), str(tmp_path), progress=False)
     assert set(report["table3"]) == {"baseline", "optimised_supervision", "weighted_fidelity",
                                      "bone_consistency"}
     t1 = report["table1"]
@@ -99,16 +108,8 @@ def test_cross_dataset_boosting_reads_the_target_videos_and_evaluates_there(tmp_
     """mpi_inf_3dhp.py:cross_dataset in tiny form: labelled data from one dataset, the
     unlabelled videos (boost.target) and the 3DPCK evaluation (evals.test.data) from
     another (here: synthetic motion under another generator seed)."""
-    monkeypatch.syspath_prepend(os.path.join(ROOT, "launch"))
-    spec = importlib.util.spec_from_file_location("jpose_boost2",
-                                                  os.path.join(ROOT, "launch", "boost.py"))
-    boost = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(boost)
-    cfg_spec = importlib.util.spec_from_file_location(
-        "cfg_li_3dhp", os.path.join(ROOT, "launch", "configs", "li_boosting", "mpi_inf_3dhp.py"))
-    cfg = importlib.util.module_from_spec(cfg_spec)
-    cfg_spec.loader.exec_module(cfg)
-    config = cfg.get_config("tiny,cross_dataset")
+    boost = _boost_module(monkeypatch)
+    config = _li_config("mpi_inf_3dhp", "tiny,cross_dataset")
     assert config.data.protocol == "all"  # no unlabelled split of its own
     report = boost.run(config, str(tmp_path), progress=False)
     seqs, _ = pseudo_labels.load(str(tmp_path / "pseudo_labels.npz"))
@@ -122,3 +123,22 @@ def test_cross_dataset_boosting_reads_the_target_videos_and_evaluates_there(tmp_
     assert report["table1"]["confidence"]["used"] == "temporal"
     assert set(ranking) == {"detector", "flip", "temporal"}
     assert 0 <= ranking["temporal"]["fraction_confident"] <= 1
+
+
+def test_boosting_protocol_settings():
+    c = _li_config("h36m", "subjects=S1+S5+S6")
+    assert c.data.protocol == "subjects" and tuple(c.data.labelled_subjects) == ("S1", "S5", "S6")
+    assert c.boost.tau == 0.7 and c.boost.confidence == "temporal"  # CPN files: no scores
+    c = _li_config("h36m", "actions=hard,fps=10")
+    assert c.data.protocol == "hard_actions" and c.data.downsample_fps == 10.0
+    assert _li_config("h36m", "actions=half").data.protocol == "action_half"
+    with pytest.raises(ValueError, match="unknown setting"):
+        _li_config("h36m", "subjects=S2")
+    c = _li_config("mpi_inf_3dhp", "")
+    assert (c.boost.tau, c.data.downsample_fps, c.data.downsample_eval) == (0.5, 12.5, False)
+    assert c.evals.test.type == "pck3d_auc" and tuple(c.data.labelled_subjects) == ("S1",)
+    cross = _li_config("mpi_inf_3dhp", "cross_dataset")
+    assert cross.data.dataset == "h36m" and cross.data.protocol == "all"
+    assert cross.boost.target.dataset == "mpi_inf_3dhp"
+    assert cross.evals.test.data.dataset == "mpi_inf_3dhp"
+    assert cross.data.layout == cross.boost.target.layout == "mpi_inf_3dhp_17"

@@ -177,6 +177,17 @@ def check_image_size(image_size, path: str, stored=None) -> tuple[float, float] 
     return None if stored is None else (float(stored[0]), float(stored[1]))
 
 
+def stored_image_size(arrays: dict, path: str) -> tuple[float, float] | None:
+    """An ``.npz``'s optional ``image_size`` field, checked: (width, height) pixels."""
+    size = arrays.get("image_size")
+    if size is None:
+        return None
+    if size.shape != (2,) or size.dtype.kind not in "fiu" or not np.all(size > 0):
+        raise DetectionsFormatError(path, "image_size", "must be (2,) positive (width, "
+                                    f"height) pixels, got {size}")
+    return float(size[0]), float(size[1])
+
+
 def check_pixels(points: np.ndarray, path: str, field: str, hint: str) -> None:
     """Refuse coordinates that are all within [-1, 1]: normalised, not pixels.
 

@@ -290,12 +290,7 @@ def _arrays(path: str, channels) -> tuple[_Sequence, Any]:
     if frames is not None and frames.shape != (len(arrays[key]),):
         raise DetectionsFormatError(path, "frames", f"has shape {frames.shape}; expected "
                                     f"({len(arrays[key])},)")
-    size = arrays.get("image_size")
-    if size is not None:
-        if size.shape != (2,) or size.dtype.kind not in "fiu" or not np.all(size > 0):
-            raise DetectionsFormatError(path, "image_size", "must be (2,) positive (width, "
-                                        f"height) pixels, got {size}")
-        size = (float(size[0]), float(size[1]))
+    size = _common.stored_image_size(arrays, path)
     return _from_array(arrays[key], path, key, channels, frames), size
 
 

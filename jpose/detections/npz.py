@@ -103,12 +103,7 @@ def read_npz(path: str | os.PathLike, *, layout: str | None = None,
     if ids.shape != (n,) or ids.dtype.kind not in "iu" or len(set(ids.tolist())) != n:
         raise DetectionsFormatError(path, "track_ids", f"must be ({n},) distinct integers, "
                                     f"got {ids.dtype}{ids.shape}")
-    size = arrays.get("image_size")
-    if size is not None:
-        if size.shape != (2,) or size.dtype.kind not in "fiu" or not np.all(size > 0):
-            raise DetectionsFormatError(path, "image_size", "must be (2,) positive (width, "
-                                        f"height) pixels, got {size}")
-        size = (float(size[0]), float(size[1]))
+    size = _common.stored_image_size(arrays, path)
     tracks = []
     for i in np.argsort(ids):
         seen = np.flatnonzero(present[i].any(axis=-1))

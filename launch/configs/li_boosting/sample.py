@@ -28,7 +28,7 @@ def boost_section() -> ml_collections.ConfigDict:
         # product such as "detector*temporal"; sigmas in metres.
         "confidence": "detector",
         "flip_sigma": 0.05,
-        "temporal_sigma": 0.06,
+        "temporal_sigma": 0.15,  # 72 % of joints above tau on the sample (README)
         "gamma": 1.0,  # weight of the bone-length consistency U
         "finetune_epochs": 10,
         "finetune_learning_rate": 3e-4,
