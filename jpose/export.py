@@ -333,7 +333,10 @@ def _is_replaceable(directory: str) -> bool:
     entries = os.listdir(directory)
     if not entries:
         return True
-    allowed = {exported_model.MODEL_FILE, exported_model.VARIABLES_FILE, exported_model.METADATA_FILE}
+    # model.onnx: the ONNX twin launch/export.py --onnx writes beside the jax export
+    # (replaced with the directory: its weights would be stale).
+    allowed = {exported_model.MODEL_FILE, exported_model.VARIABLES_FILE,
+               exported_model.METADATA_FILE, "model.onnx"}
     if not set(entries) <= allowed:
         return False
     try:

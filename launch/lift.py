@@ -292,10 +292,10 @@ def run(model_dir: str, input_path: str, output_path: str, *, layout: str | None
 
         rows = np.searchsorted(frames, tracks[0].frames)
         visualize.render_animation(
-            render, poses[0, rows], out_layout, keypoints_2d=filled_2d[0],
+            render, poses[0, rows], out_layout,
+            keypoints_2d=skeleton.convert(filled_2d[0], dets.layout, out_layout),
             image_size=cam["image_size"], frame_numbers=[int(f) for f in tracks[0].frames],
             title=f"{os.path.basename(input_path.rstrip('/'))} track {tracks[0].id}")
-        # The 2D are drawn in the detector's layout.
     logging.info("Lifted %d track(s) x %d frames (%s -> %s; camera: %s) to %s.", n, t_all,
                  dets.layout, model_layout, cam["source"], output_path)
     return out

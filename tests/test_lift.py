@@ -245,7 +245,7 @@ def test_openpose_directory_largest_person_filled_and_json_output(model, tmp_pat
         people = [small[t], lost[t]] if t % 2 else [lost[t], small[t]]
         (folder / f"clip_{t:012d}_keypoints.json").write_text(json.dumps(_body25_frame(people)))
     out = lift.run(str(directory), str(folder), str(tmp_path / "out.json"),
-                   image_size=(1000, 1000))
+                   image_size=(1000, 1000), render=str(tmp_path / "r.gif"))
     expected_2d = big[..., :2].copy()
     expected_2d[3, 4] = (big[2, 4, :2] + big[4, 4, :2]) / 2  # linear in time
     h36m = skeleton.convert(expected_2d, "openpose_body25", "h36m_17")
