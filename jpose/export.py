@@ -189,6 +189,22 @@ def _output_names(config, layout: skeleton.Skeleton, output_layout):
 # ----------------------------------------------------------------------------- export
 
 
+def describe_lifter(kind: str, output_kind: str, config, *, receptive_field: int,
+                    input_layout: skeleton.Skeleton, output_layout: str | None,
+                    output_joint_names, outputs) -> dict[str, Any]:
+    """The metadata every export format records about a lifter (jax.export and ONNX):
+    kinds, config, receptive field, joint layouts and names, units of the ``outputs``."""
+    units = {"input": INPUT_UNITS,
+             "output": TRAJECTORY_UNITS if output_kind == "trajectory" else POSE_UNITS}
+    units.update({k: v for k, v in _HEAD_UNITS.items() if k in outputs})
+    return {"model_kind": kind, "output_kind": output_kind,
+            "config": dataclasses.asdict(config), "receptive_field": receptive_field,
+            "input_layout": input_layout.name,
+            "input_joint_names": list(input_layout.joint_names),
+            "output_layout": output_layout, "output_joint_names": list(output_joint_names),
+            "units": units}
+
+
 def export_lifter(
     variables: Mapping[str, Any],
     config,
@@ -268,19 +284,12 @@ def export_lifter(
     exported = jax.export.export(jax.jit(fn), platforms=platforms)(variables_spec, keypoints_spec)
 
     out_avals = jax.tree.unflatten(exported.out_tree, exported.out_avals)
-    units = {"input": INPUT_UNITS, "output": TRAJECTORY_UNITS if output_kind == "trajectory" else POSE_UNITS}
-    units.update({k: v for k, v in _HEAD_UNITS.items() if k in out_avals})
     meta = {
         "format": exported_model.FORMAT,
         "format_version": FORMAT_VERSION,
-        "model_kind": kind,
-        "output_kind": output_kind,
-        "config": dataclasses.asdict(config),
-        "receptive_field": receptive_field,
-        "input_layout": in_layout.name,
-        "input_joint_names": list(in_layout.joint_names),
-        "output_layout": out_layout_name,
-        "output_joint_names": list(out_names),
+        **describe_lifter(kind, output_kind, config, receptive_field=receptive_field,
+                          input_layout=in_layout, output_layout=out_layout_name,
+                          output_joint_names=out_names, outputs=out_avals),
         "input_axes": input_axes,
         "input_shape": _dims(keypoints_spec.shape),
         "input_dtype": "float32",
@@ -288,7 +297,6 @@ def export_lifter(
             name: {"shape": _dims(aval.shape), "dtype": str(aval.dtype)}
             for name, aval in out_avals.items()
         },
-        "units": units,
         "variables": [
             {"path": path, "shape": list(a.shape), "dtype": str(a.dtype)} for path, a in flat.items()
         ],

@@ -48,7 +48,6 @@ Atomicity: the model is serialised in memory, written to a temporary file beside
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -276,27 +275,17 @@ def export_onnx(
     out_shapes = _output_shapes(kind, config)
     assert list(outputs) == list(out_shapes) and all(k == v for k, v in outputs.items())
 
-    trajectory = output_kind == "trajectory"
-    units = {"input": export.INPUT_UNITS,
-             "output": export.TRAJECTORY_UNITS if trajectory else export.POSE_UNITS}
-    units.update({k: v for k, v in export._HEAD_UNITS.items() if k in outputs})
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model_kind": kind,
-        "output_kind": output_kind,
-        "config": dataclasses.asdict(config),
-        "receptive_field": receptive_field,
-        "input_layout": in_layout.name,
-        "input_joint_names": list(in_layout.joint_names),
-        "output_layout": out_layout_name,
-        "output_joint_names": list(out_names),
+        **export.describe_lifter(kind, output_kind, config, receptive_field=receptive_field,
+                                 input_layout=in_layout, output_layout=out_layout_name,
+                                 output_joint_names=out_names, outputs=outputs),
         "input_name": INPUT_NAME,
         "input_axes": input_axes,
         "input_shape": input_shape,
         "input_dtype": "float32",
         "outputs": {k: {"shape": shape, "dtype": "float32"} for k, shape in out_shapes.items()},
-        "units": units,
         "opset": OPSET,
         "onnx_version": onnx.__version__,
         "jpose_version": jpose.__version__,
@@ -309,7 +298,7 @@ def export_onnx(
         [_value_info(INPUT_NAME, input_shape)],
         [_value_info(name, shape) for name, shape in out_shapes.items()],
         initializer=g.initializers,
-        doc_string=f"input: {units['input']}; poses: {units['output']}",
+        doc_string=f"input: {meta['units']['input']}; poses: {meta['units']['output']}",
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
@@ -322,8 +311,8 @@ def export_onnx(
         "receptive_field": str(receptive_field),
         "input_layout": in_layout.name,
         "output_layout": str(out_layout_name),
-        "input_units": units["input"],
-        "output_units": units["output"],
+        "input_units": meta["units"]["input"],
+        "output_units": meta["units"]["output"],
     })
     # Shape inference over the whole graph: catches a wrong kernel layout or reshape here.
     onnx.checker.check_model(model, full_check=True)
