@@ -22,12 +22,14 @@ import _common  # noqa: F401
 from jpose import export  # noqa: E402
 from jpose.training import loop  # noqa: E402
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Workdir holding checkpoints.")
-_OUTPUT = flags.DEFINE_string("output", None, "Export directory to create.")
-_PREDICTOR = flags.DEFINE_string("predictor", "pose", "Recipe predictor to export.")
-_OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Replace a previous export.")
-_ONNX = flags.DEFINE_boolean("onnx", False, "Also write <output>/model.onnx (onnxruntime).")
-flags.mark_flags_as_required(["workdir", "output"])
+def define_flags() -> None:
+    """Defined on demand (not at import) so tests can import this module with others."""
+    flags.DEFINE_string("workdir", None, "Workdir holding checkpoints.")
+    flags.DEFINE_string("output", None, "Export directory to create.")
+    flags.DEFINE_string("predictor", "pose", "Recipe predictor to export.")
+    flags.DEFINE_boolean("overwrite", False, "Replace a previous export.")
+    flags.DEFINE_boolean("onnx", False, "Also write <output>/model.onnx (onnxruntime).")
+    flags.mark_flags_as_required(["workdir", "output"])
 
 
 ONNX_FILE = "model.onnx"
@@ -67,12 +69,14 @@ def run(workdir: str, output: str, *, predictor: str = "pose", overwrite: bool =
 def main(argv):
     del argv
     with _common.one_line_errors("export.py"):
-        meta = run(_WORKDIR.value, _OUTPUT.value, predictor=_PREDICTOR.value,
-                   overwrite=_OVERWRITE.value, onnx=_ONNX.value)
+        f = flags.FLAGS
+        meta = run(f.workdir, f.output, predictor=f.predictor, overwrite=f.overwrite,
+                   onnx=f.onnx)
     if meta:
         print(f"Exported the {meta['model_kind']} model ({meta['receptive_field']}-frame "
-              f"receptive field, {meta['input_layout']} joints) to {_OUTPUT.value}.")
+              f"receptive field, {meta['input_layout']} joints) to {flags.FLAGS.output}.")
 
 
 if __name__ == "__main__":
+    define_flags()
     _common.run_app(main, "export.py")
