@@ -189,6 +189,30 @@ def _output_names(config, layout: skeleton.Skeleton, output_layout):
 # ----------------------------------------------------------------------------- export
 
 
+def checked_lifter(variables, config, kind: str, *, layout: str, output_layout: str | None,
+                   metadata: Mapping[str, Any] | None):
+    """The checks every export format runs on its inputs; returns ``(input layout,
+    output layout name, output joint names, output kind, flat variables, user
+    metadata)``. ``ValueError`` naming the argument at fault."""
+    in_layout = skeleton.get(layout)
+    if in_layout.num_joints != config.num_joints_in:
+        raise ValueError(
+            f"layout: {in_layout.name!r} has {in_layout.num_joints} joints but "
+            f"config.num_joints_in = {config.num_joints_in}"
+        )
+    out_layout_name, out_names, output_kind = _output_names(config, in_layout, output_layout)
+    if not isinstance(variables, Mapping):
+        raise ValueError(f"variables: expected a mapping, got {type(variables).__name__}")
+    flat = flatten_variables(variables)
+    _check_variables(flat, kind, config)
+    user = {} if metadata is None else dict(metadata)
+    try:
+        json.dumps(user)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"metadata: must be JSON-serialisable ({e})") from None
+    return in_layout, out_layout_name, out_names, output_kind, flat, user
+
+
 def describe_lifter(kind: str, output_kind: str, config, *, receptive_field: int,
                     input_layout: skeleton.Skeleton, output_layout: str | None,
                     output_joint_names, outputs) -> dict[str, Any]:
@@ -245,22 +269,8 @@ def export_lifter(
     kind = _model_kind(config)
     directory = os.path.abspath(os.fspath(directory))
     _check_target(directory, overwrite=overwrite)
-    in_layout = skeleton.get(layout)
-    if in_layout.num_joints != config.num_joints_in:
-        raise ValueError(
-            f"layout: {in_layout.name!r} has {in_layout.num_joints} joints but "
-            f"config.num_joints_in = {config.num_joints_in}"
-        )
-    out_layout_name, out_names, output_kind = _output_names(config, in_layout, output_layout)
-    if not isinstance(variables, Mapping):
-        raise ValueError(f"variables: expected a mapping, got {type(variables).__name__}")
-    flat = flatten_variables(variables)
-    _check_variables(flat, kind, config)
-    user = {} if metadata is None else dict(metadata)
-    try:
-        json.dumps(user)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"metadata: must be JSON-serialisable ({e})") from None
+    in_layout, out_layout_name, out_names, output_kind, flat, user = checked_lifter(
+        variables, config, kind, layout=layout, output_layout=output_layout, metadata=metadata)
     if platforms is not None:
         platforms = tuple(platforms)
         if not platforms or not all(isinstance(p, str) for p in platforms):

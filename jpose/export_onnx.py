@@ -66,7 +66,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 import jpose
-from jpose import export, skeleton
+from jpose import export
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "IR_VERSION", "METADATA_KEY", "OPSET", "export_onnx",
            "read_metadata"]
@@ -242,22 +242,8 @@ def export_onnx(
     if not path.endswith(".onnx"):
         raise ValueError(f"path: expected a file name ending in '.onnx', got {path!r}")
     _check_target(path, overwrite=overwrite)
-    in_layout = skeleton.get(layout)
-    if in_layout.num_joints != config.num_joints_in:
-        raise ValueError(
-            f"layout: {in_layout.name!r} has {in_layout.num_joints} joints but "
-            f"config.num_joints_in = {config.num_joints_in}"
-        )
-    out_layout_name, out_names, output_kind = export._output_names(config, in_layout, output_layout)
-    if not isinstance(variables, Mapping):
-        raise ValueError(f"variables: expected a mapping, got {type(variables).__name__}")
-    flat = export.flatten_variables(variables)
-    export._check_variables(flat, kind, config)
-    user = {} if metadata is None else dict(metadata)
-    try:
-        json.dumps(user)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"metadata: must be JSON-serialisable ({e})") from None
+    in_layout, out_layout_name, out_names, output_kind, flat, user = export.checked_lifter(
+        variables, config, kind, layout=layout, output_layout=output_layout, metadata=metadata)
     host = {"params": {}, "batch_stats": {}}
     for key, a in flat.items():  # 'params/<layer>/<leaf>' -> nested dicts of numpy arrays
         collection, layer, leaf = key.split("/")

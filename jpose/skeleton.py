@@ -85,6 +85,7 @@ __all__ = [
     "conversion_matrix",
     "convert",
     "convert_visibility",
+    "convert_confidence",
     "bone_lengths",
     "mirror",
 ]
@@ -792,6 +793,25 @@ def convert_visibility(visible: Any, source: str | Skeleton,
     matrix, _ = _conversion(src, tgt)
     idx, _ = _gather_weights(matrix)
     return visible[..., idx].all(axis=-1)
+
+
+def convert_confidence(confidence: np.ndarray, source: str | Skeleton,
+                       target: str | Skeleton) -> np.ndarray:
+    """Converts per-joint confidence ``(..., J_source)`` to ``(..., J_target)`` (NumPy).
+
+    A synthesised joint is as confident as its least confident source joint (the
+    confidence counterpart of :func:`convert_visibility`).
+    """
+    src, tgt = get(source), get(target)
+    confidence = np.asarray(confidence)
+    if confidence.ndim < 1 or confidence.shape[-1] != src.num_joints:
+        raise ValueError(
+            f"confidence must have shape (..., {src.num_joints}) for layout {src.name!r}; "
+            f"got {confidence.shape}.")
+    matrix, _ = _conversion(src, tgt)
+    idx, _ = _gather_weights(matrix)
+    # Padding repeats a real contributor, so the minimum over the gathered joints is exact.
+    return confidence[..., idx].min(axis=-1)
 
 
 def bone_lengths(poses: Any, skeleton: str | Skeleton,

@@ -58,7 +58,6 @@ on a blank canvas of the image size (:func:`jpose.visualize.render_animation`).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -87,10 +86,8 @@ def read_input(path: str, *, layout: str | None, default_layout: str,
     ``layout`` or else the model's input layout."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"input: {path!r} does not exist")
-    if layout is None and path.lower().endswith(".npz"):
-        if "layout" not in io.load_npz(path, what="input"):
-            layout = default_layout
-    return detections.read(path, layout=layout, image_size=image_size)
+    return detections.read(path, layout=layout, image_size=image_size,
+                           default_layout=default_layout)
 
 
 def select_tracks(dets: detections.Detections2D, person: str | None) -> list:
@@ -178,13 +175,6 @@ def _run_model(model: ExportedLifter, inputs: np.ndarray) -> np.ndarray:
     return model(inputs).astype(np.float32)
 
 
-def convert_confidence(conf: np.ndarray, source: str, target: str) -> np.ndarray:
-    """Per-joint confidence ``(..., J_source)`` -> ``(..., J_target)``: a synthesised joint
-    is as confident as its least confident source."""
-    matrix, _ = skeleton.conversion_matrix(source, target)
-    return np.stack([conf[..., np.flatnonzero(row)].min(axis=-1) for row in matrix], -1)
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -257,7 +247,7 @@ def run(model_dir: str, input_path: str, output_path: str, *, layout: str | None
                          cam=cam["camera"], screen_focal=screen_focal)
         poses[i, rows] = _run_model(model, x)[0]
         c = np.where(filled, 0.0, np.nan_to_num(track.confidence))
-        conf[i, rows] = convert_confidence(c, dets.layout, out_layout)
+        conf[i, rows] = skeleton.convert_confidence(c, dets.layout, out_layout)
         filled_out[i, rows] = ~skeleton.convert_visibility(~filled, dets.layout, out_layout)
         if traj_model is not None:
             root[i, rows] = _run_model(traj_model, x)[0, :, 0, :]

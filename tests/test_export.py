@@ -18,19 +18,14 @@ import pytest
 
 from jpose import camera, export, exported_model
 from jpose.nets import mlp, temporal
+from tests.fakes import perturbed_batch_norm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOADER_PATH = os.path.join(REPO, "jpose", "exported_model.py")
 
 
 def _perturbed(variables, seed):
-    """Host copy of ``variables`` with non-identity batch-norm statistics."""
-    rng = np.random.default_rng(seed)
-    out = jax.tree.map(np.asarray, variables)
-    for stats in out["batch_stats"].values():
-        stats["mean"] = rng.normal(0.0, 0.5, stats["mean"].shape).astype(np.float32)
-        stats["var"] = np.exp(rng.normal(0.0, 0.5, stats["var"].shape)).astype(np.float32)
-    return out
+    return perturbed_batch_norm(variables, seed, scale=0.5)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import pytest
 from jpose import export, export_onnx, exported_model
 from jpose.nets import mlp, temporal
 from jpose.training import loop
+from tests.fakes import perturbed_batch_norm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location(
@@ -34,13 +35,7 @@ finally:
 
 
 def _perturbed(variables, seed):
-    """Host copy of ``variables`` with non-identity batch-norm statistics."""
-    rng = np.random.default_rng(seed)
-    out = jax.tree.map(np.asarray, variables)
-    for stats in out["batch_stats"].values():
-        stats["mean"] = rng.normal(0.0, 0.5, stats["mean"].shape).astype(np.float32)
-        stats["var"] = np.exp(rng.normal(0.0, 0.5, stats["var"].shape)).astype(np.float32)
-    return out
+    return perturbed_batch_norm(variables, seed, scale=0.5)
 
 
 def _keypoints(shape, seed):

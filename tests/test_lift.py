@@ -17,6 +17,7 @@ import pytest
 
 from jpose import camera, export, skeleton
 from jpose.nets import temporal
+from tests.fakes import perturbed_batch_norm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("lift", os.path.join(REPO, "launch", "lift.py"))
@@ -29,11 +30,7 @@ H36M_NAMES = skeleton.get("h36m_17").joint_names
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     cfg = temporal.variant("tiny_9f")
-    variables = jax.tree.map(np.asarray, temporal.init(jax.random.key(3), cfg))
-    rng = np.random.default_rng(0)
-    for stats in variables["batch_stats"].values():
-        stats["mean"] = rng.normal(0.0, 0.3, stats["mean"].shape).astype(np.float32)
-        stats["var"] = np.exp(rng.normal(0.0, 0.3, stats["var"].shape)).astype(np.float32)
+    variables = perturbed_batch_norm(temporal.init(jax.random.key(3), cfg), 0, scale=0.3)
     directory = tmp_path_factory.mktemp("lift") / "model"
     export.export_lifter(variables, cfg, directory, platforms=("cpu",))
     reference = jax.jit(lambda x: temporal.apply(variables, x, config=cfg, train=False)[0])

@@ -357,3 +357,16 @@ def test_halpe26_to_h36m_and_mpi_inf_3dhp():
     m = sk.MPI_INF_3DHP_17.index
     np.testing.assert_allclose(mpi[m("head_top")], [100.0, 22.0])
     np.testing.assert_allclose(mpi[m("pelvis")], [100.0, 204.0])
+
+
+def test_convert_confidence_takes_the_least_confident_source():
+    conf = np.linspace(0.05, 0.85, 17)[None]  # coco_17, one frame
+    out = sk.convert_confidence(conf, "coco_17", "h36m_17")
+    h36m = sk.get("h36m_17")
+    coco = sk.get("coco_17")
+    # Pelvis = mid-hip: the lesser of the two hips; a copied joint keeps its own value.
+    assert out[0, h36m.index("pelvis")] == min(conf[0, coco.index("left_hip")],
+                                               conf[0, coco.index("right_hip")])
+    assert out[0, h36m.index("left_knee")] == conf[0, coco.index("left_knee")]
+    with pytest.raises(ValueError, match=r"\(\.\.\., 17\)"):
+        sk.convert_confidence(conf[:, :5], "coco_17", "h36m_17")

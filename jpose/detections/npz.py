@@ -26,7 +26,8 @@ from jpose.detections._common import DetectionsFormatError, Detections2D, Track
 __all__ = ["read_npz"]
 
 
-def _layout(arrays: dict, layout: str | None, path: str) -> str:
+def _layout(arrays: dict, layout: str | None, path: str,
+            default_layout: str | None = None) -> str:
     stored = arrays.get("layout")
     if stored is not None:
         if stored.dtype.kind not in "US" or stored.ndim != 0:
@@ -44,6 +45,8 @@ def _layout(arrays: dict, layout: str | None, path: str) -> str:
             raise ValueError(f"layout: the argument gives {name!r} but {path} stores "
                              f"{stored!r}")
         return name
+    if stored is None and default_layout is not None:
+        return skeleton.get(default_layout).name
     if stored is None:
         raise DetectionsFormatError(path, "layout", f"is missing (found {sorted(arrays)}): "
                                     "store np.asarray('<layout>') or pass layout=")
@@ -51,10 +54,13 @@ def _layout(arrays: dict, layout: str | None, path: str) -> str:
 
 
 def read_npz(path: str | os.PathLike, *, layout: str | None = None,
-             image_size=None) -> Detections2D:
-    """Reads the ``.npz`` described in the module docstring (``format="npz"``)."""
+             default_layout: str | None = None, image_size=None,
+             _arrays: dict | None = None) -> Detections2D:
+    """Reads the ``.npz`` described in the module docstring (``format="npz"``);
+    ``default_layout`` is the layout of a file that stores none (``layout`` checks or
+    overrides the file's). ``_arrays``: the file's arrays when already read."""
     path = os.fspath(path)
-    arrays = io.load_npz(path, what="input")
+    arrays = io.load_npz(path, what="input") if _arrays is None else _arrays
     if "keypoints" not in arrays:
         raise DetectionsFormatError(path, "keypoints", f"is missing (found "
                                     f"{sorted(arrays)})")
@@ -62,7 +68,7 @@ def read_npz(path: str | os.PathLike, *, layout: str | None = None,
     if kp.dtype.kind not in "fiu":
         raise DetectionsFormatError(path, "keypoints", f"must be numeric pixels, got dtype "
                                     f"{kp.dtype}")
-    name = _layout(arrays, layout, path)
+    name = _layout(arrays, layout, path, default_layout)
     skel = skeleton.get(name)
     if kp.ndim == 3:
         kp = kp[None]

@@ -53,7 +53,8 @@ def _json_format(data: Any) -> str | None:
 
 def read(path: str | os.PathLike, *, layout: str | None = None, image_size=None,
          format: str | None = None, channels: str | None = None,
-         tracking_options: dict | None = None) -> Detections2D:
+         tracking_options: dict | None = None,
+         default_layout: str | None = None) -> Detections2D:
     """Reads any supported 2D keypoint file into tracks of **pixel** keypoints.
 
     Args:
@@ -67,6 +68,8 @@ def read(path: str | os.PathLike, *, layout: str | None = None, image_size=None,
       channels: MediaPipe array channel order (see :mod:`~jpose.detections.mediapipe`).
       tracking_options: keyword arguments of :func:`~jpose.detections.tracking.associate`
         for files without track ids.
+      default_layout: the layout of an ``.npz`` that stores none and gets no ``layout``
+        (e.g. a model's input layout).
 
     Returns:
       :class:`~jpose.detections.Detections2D`: per track ``keypoints`` (T, J, 2) pixels
@@ -90,7 +93,8 @@ def read(path: str | os.PathLike, *, layout: str | None = None, image_size=None,
     if format == "openpose":
         return openpose.read_openpose(path, layout=layout, image_size=image_size, **opts)
     if format == "npz":
-        return npz.read_npz(path, layout=layout, image_size=image_size)
+        return npz.read_npz(path, layout=layout, default_layout=default_layout,
+                            image_size=image_size)
     if format is None and ext == ".json":
         data = _common.load_json(path)
         format = _json_format(data)
@@ -116,7 +120,8 @@ def read(path: str | os.PathLike, *, layout: str | None = None, image_size=None,
         looks_mediapipe = any(k in keys for k in ("landmarks", "pose_landmarks")) or any(
             v.ndim == 3 and v.shape[1] == 33 for v in keys.values())
         if "keypoints" in keys or not looks_mediapipe:  # else: "keypoints is missing"
-            return npz.read_npz(path, layout=layout, image_size=image_size)
+            return npz.read_npz(path, layout=layout, default_layout=default_layout,
+                                image_size=image_size, _arrays=keys)
         format = "mediapipe"
     if format is None and ext in (".csv", ".npy"):
         format = "mediapipe"
