@@ -239,7 +239,7 @@ def test_pck_evaluator_without_activity_labels_reports_total_and_scene():
     predictor = Predictor(lambda variables, keypoints: keypoints, "pose", "pose")
     evaluator = PCKEvaluator(predictor, [("TS1", pred, target)],
                              layouts=("mpi_inf_3dhp_17",) * 2, flip=False, bucket=8,
-                             frames=[{"valid": np.ones(4, bool), "activity": None}])
+                             frames=[{"valid": np.ones(4, bool), "activity": np.zeros(4)}])
     _, values = evaluator.run(None)
     assert values["pck3d_150mm"] == pytest.approx(100 * (1 - 2 / 68), rel=1e-6)
     assert values["pck3d_150mm/Studio GS"] == values["pck3d_150mm"]

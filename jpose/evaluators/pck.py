@@ -44,9 +44,9 @@ class PCKEvaluator:
         acc = evaluation.PCKAccumulator()
         for (name, inputs, target), frames in zip(self.sequences, self.frames):
             pred = predict_sequence(self.predict_fn, variables, inputs, bucket=self.bucket)
-            activity = frames["activity"]  # None: no per-activity rows
+            activity = np.asarray(frames["activity"], np.int64)
             acc.add(name, pred, target, valid=np.asarray(frames["valid"], bool),
-                    activity=None if activity is None else np.asarray(activity, np.int64))
+                    activity=activity if activity.any() else None)  # 0: not annotated
         summary = acc.summary()
         values = {}
         for metric in ("pck3d_150mm", "auc", "mpjpe_mm"):

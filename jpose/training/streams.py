@@ -87,7 +87,7 @@ class DataSets(NamedTuple):
 
     splits: dict[str, pipelines.Sequences | None]  # labelled / unlabelled / train
     eval_sequences: tuple  # ((action, inputs (F, J_in, C), poses_3d (F, J_out, 3)), ...)
-    eval_frames: tuple  # per eval sequence {"valid": (F,) bool, "activity": (F,) int32 | None}
+    eval_frames: tuple  # per eval sequence {"valid": (F,) bool, "activity": (F,) int32}
     layout: str  # joint layout of the 3D targets
     input_layout: str  # joint layout of the 2D inputs
     meta: dict[str, Any]  # what recipes may read: joint counts, features, layouts
@@ -312,7 +312,8 @@ def _eval_data(d, test: tuple, actions) -> EvalData:
         raise ValueError(f"data: the {d.source!r} source has no evaluation sequences")
     # Per-frame evaluation flags (MPI-INF-3DHP test: valid_frame and activity ids).
     frames = tuple({"valid": np.ones(r.num_frames, bool) if r.valid is None else r.valid,
-                    "activity": r.activity} for r in test)  # None: not annotated
+                    "activity": (np.zeros(r.num_frames, np.int32) if r.activity is None
+                                 else r.activity)} for r in test)
     return EvalData(tuple((s.action_name, s.inputs, s.poses_3d) for s in evals), frames,
                     d.layout, getattr(evals, "input_layout", None) or d.layout)
 
