@@ -90,6 +90,8 @@ __all__ = [
     "weak_perspective_scale",
     "weak_perspective",
     "pixels_to_screen",
+    "pixels_to_focal_units",
+    "focal_units_intrinsics9",
     "screen_to_pixels",
     "backproject",
     # Virtual cameras.
@@ -864,6 +866,43 @@ def pixels_to_screen(uv, image_size) -> Array:
     uv = _float_with_trailing(uv, "uv", (2,))
     width, offset = _screen_terms(uv, image_size, "uv")
     return uv / width * 2 - offset
+
+
+def pixels_to_focal_units(uv, focal, principal, screen_focal) -> Array:
+    """Pixels -> camera-independent normalised coordinates ``(uv - c) / f * screen_focal``.
+
+    ``(uv - c) / f`` is the pinhole ray ``(X / Z, Y / Z)``: the same for a person filmed
+    by any undistorted camera from the same pose, whatever its focal length, principal
+    point, image size or aspect ratio. ``screen_focal`` (a constant) puts it on the scale
+    of :func:`pixels_to_screen` for a camera with ``2 f / w = screen_focal``: for
+    Human3.6M-like cameras (``2 f / w`` ~ 2.3) both give nearly the same numbers.
+    Models trained on many cameras take this (``data.input_normalisation = "focal"``);
+    ``launch/lift.py`` applies it with the user's camera.
+
+    Args:
+      uv: (..., 2) pixels (a lens's distortion stays in them; :func:`focal_units_intrinsics9`
+        keeps it in the projection).
+      focal, principal: (..., 2) pixels, lining up with the first leading axes of ``uv``.
+      screen_focal: the constant scale (a float).
+    """
+    uv = _float_with_trailing(uv, "uv", (2,))
+    batch = tuple(uv.shape[:-1])
+    focal = _align_prefix(_float_with_trailing(focal, "focal", (2,)).astype(uv.dtype),
+                          "focal", 1, batch, "uv")
+    principal = _align_prefix(
+        _float_with_trailing(principal, "principal", (2,)).astype(uv.dtype), "principal", 1,
+        batch, "uv")
+    return (uv - principal) / focal * jnp.asarray(screen_focal, uv.dtype)
+
+
+def focal_units_intrinsics9(cam: CameraParams, screen_focal: float) -> Array:
+    """:func:`intrinsics9` of ``cam`` in the units of :func:`pixels_to_focal_units`:
+    ``[s, s, 0, 0, k1, k2, k3, t0, t1]`` with ``s = screen_focal`` (the distortion acts on
+    ``X / Z`` before the focal length, so it is unchanged); projecting with it gives
+    :func:`pixels_to_focal_units` of the pixels."""
+    nine = intrinsics9(cam)
+    s = jnp.full(nine.shape[:-1] + (2,), screen_focal, nine.dtype)
+    return jnp.concatenate([s, jnp.zeros_like(s), nine[..., 4:]], axis=-1)
 
 
 def screen_to_pixels(xy, image_size) -> Array:

@@ -115,11 +115,40 @@ class _Graph:
         return self.op("Add", [y, self.const(f"{name}/shift", shift.reshape(channel_shape))], name)
 
 
+def _body_frame_features(g: _Graph, config) -> str:
+    """``jpose.nets.temporal.body_frame_features`` of the input, as ONNX ops."""
+    def axis3(name, start, end):
+        return g.op("Slice", [INPUT_NAME, g.const(f"{name}/start", np.array([start], np.int64)),
+                              g.const(f"{name}/end", np.array([end], np.int64)),
+                              g.const(f"{name}/axis", np.array([3], np.int64))], name)
+
+    uv = axis3("body/uv", 0, 2)
+    picked = g.op("Gather", [uv, g.const("body/centre_joints",
+                                         np.asarray(config.centre_joints, np.int64))],
+                  "body/picked", axis=2)
+    centre = g.op("ReduceMean", [picked], "body/centre", axes=[2], keepdims=1)
+    rel = g.op("Sub", [uv, centre], "body/rel")
+    mean_sq = g.op("ReduceMean", [g.op("Mul", [rel, rel], "body/sq")], "body/mean_sq",
+                   axes=[2, 3], keepdims=1)  # mean over (J, 2) = half the mean |rel|^2
+    spread = g.op("Add", [g.op("Sqrt", [g.op("Mul", [mean_sq, g.const(
+        "body/two", np.array(2.0, np.float32))], "body/mean_norm_sq")], "body/rms"),
+        g.const("body/eps", np.array(1e-6, np.float32))], "body/spread")
+    parts = [g.op("Div", [rel, spread], "body/normalised")]
+    if config.in_features > 2:
+        parts.append(axis3("body/rest", 2, config.in_features))
+    extra = g.op("Concat", [centre, g.op("Log", [spread], "body/log_spread")], "body/extra",
+                 axis=3)
+    parts.append(g.op("Add", [extra, g.const("body/joints", np.zeros(
+        (1, 1, config.num_joints_in, 1), np.float32))], "body/extra_per_joint"))
+    return g.op("Concat", parts, "body/features", axis=3)
+
+
 def _temporal_graph(g: _Graph, variables, config) -> dict[str, str]:
     params, stats = variables["params"], variables["batch_stats"]
     cfg = config
-    feat = cfg.num_joints_in * cfg.in_features
-    x = g.op("Reshape", [INPUT_NAME, g.const("shape/in", np.array([0, 0, feat], np.int64))], "flat")
+    feat = cfg.num_joints_in * cfg.network_features
+    source = _body_frame_features(g, cfg) if cfg.centre_joints else INPUT_NAME
+    x = g.op("Reshape", [source, g.const("shape/in", np.array([0, 0, feat], np.int64))], "flat")
     x = g.op("Transpose", [x], "ncw", perm=[0, 2, 1])  # (N, F, T): ONNX Conv is channels-first
     left, right = cfg.padding
     if left or right:

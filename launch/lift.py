@@ -6,7 +6,11 @@ Usage::
       --image_width=1920 --image_height=1080 --output=poses.json --render=poses.mp4
 
 ``--model`` is a directory written by ``launch/export.py`` (loaded with the standalone
-``jpose/exported_model.py``).
+``jpose/exported_model.py``). Without it, the **default in-the-wild model** shipped in
+the package (:mod:`jpose.default_model`: trained on motion capture filmed by random
+cameras, bodies and detectors, ``launch/configs/default_lifter.py``; COCO-17 2D with
+confidences in, Human3.6M-17 3D out): pass your camera's focal length (or a
+calibration), the model reads 2D in focal units and its depth scale depends on it.
 
 Inputs (``--input``: :func:`jpose.detections.read`, formats as the tools write them)
 ---------------------------------------------------------------------------------
@@ -32,7 +36,10 @@ Processing
    (px, principal point at the image centre), else the documented default
    :func:`jpose.calibration.default_intrinsics` (``f = max(width, height)``). The output's
    ``camera_source`` says which was used.
-4. **Normalisation to the training camera**: a model exported with its training
+4. **Confidence input**: a model trained with confidences (``in_features = 3``, the
+   default model) gets each joint's detector score converted to its input layout (a
+   synthesised joint takes its least confident source), 0 where the joint was filled.
+5. **Normalisation to the training camera**: a model exported with its training
    cameras' focal length (``screen_focal``, metadata of ``launch/export.py``) gets
    ``(uv - c) / f * screen_focal`` -- the view the model was trained on, whatever this
    camera's focal length and aspect ratio (a portrait phone video is not lifted too
@@ -52,12 +59,18 @@ frames. With ``--trajectory_model`` (a trajectory network's export) also
 (absolute camera-frame joints); with a calibration's extrinsics also ``poses_world``
 (the calibration's world frame, metres: ``x_world = R^T x_cam + c``).
 
+``plausibility`` (JSON text; :func:`jpose.plausibility.body_report` per track): median
+bone lengths, their variation over time, left/right asymmetry and the stature they
+imply -- a check that the 3D is a plausible metric body (e.g. a wrong focal length shows
+as a stature far from 1.5-1.9 m).
+
 ``--render=out.mp4`` (or ``.gif``) draws the first track's 3D skeleton beside its 2D
 on a blank canvas of the image size (:func:`jpose.visualize.render_animation`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
@@ -68,7 +81,7 @@ import numpy as np
 # Runs as a script from a clone: make the repository importable without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jpose import calibration, camera, detections, io, skeleton  # noqa: E402
+from jpose import calibration, camera, detections, io, plausibility, skeleton  # noqa: E402
 from jpose.exported_model import ExportedLifter  # noqa: E402
 
 POSE_FRAME = "camera (x right, y down, z forward), root-relative"
@@ -164,14 +177,21 @@ def model_inputs(keypoints_px, *, source_layout: str, model_layout: str, cam,
         from jpose import triangulation  # distortion removed first (a calibrated camera)
 
         converted = np.asarray(triangulation.undistort_points(converted, cam).uv, np.float64)
-    normalised = (converted - np.asarray(cam.principal)) / np.asarray(cam.focal)
-    return (normalised * float(screen_focal)).astype(np.float32)
+    return np.asarray(camera.pixels_to_focal_units(
+        converted.astype(np.float32), np.asarray(cam.focal, np.float32),
+        np.asarray(cam.principal, np.float32), float(screen_focal)), np.float32)
 
 
-def _run_model(model: ExportedLifter, inputs: np.ndarray) -> np.ndarray:
-    if model.metadata["config"]["in_features"] != 2:
-        raise ValueError(f"model: takes {model.metadata['config']['in_features']} features "
-                         "per joint; this tool supplies only (x, y)")
+def _run_model(model: ExportedLifter, inputs: np.ndarray,
+               confidence: np.ndarray | None = None) -> np.ndarray:
+    """The model on ``inputs (N, T, J, 2)``, with ``confidence (N, T, J)`` appended as a
+    third feature where the model takes one."""
+    features = int(model.metadata["config"]["in_features"])
+    if features == 3:
+        inputs = np.concatenate([inputs, np.asarray(confidence, np.float32)[..., None]], -1)
+    elif features != 2:
+        raise ValueError(f"model: takes {features} features per joint; this tool supplies "
+                         "(x, y) or (x, y, confidence)")
     return model(inputs).astype(np.float32)
 
 
@@ -195,18 +215,23 @@ def write_output(path: str, arrays: dict[str, Any]) -> None:
         raise ValueError(f"--output: {path!r} has extension {ext!r}; expected .npz or .json")
 
 
-def run(model_dir: str, input_path: str, output_path: str, *, layout: str | None = None,
+def run(model_dir: str | None, input_path: str, output_path: str, *, layout: str | None = None,
         image_size: tuple[float, float] | None = None,
         trajectory_model_dir: str | None = None, focal_length: float | None = None,
         calibration_path: str | None = None, camera_name: str | None = None,
         person: str | None = None, min_confidence: float = 0.3, fill: str = "linear",
         render: str | None = None) -> dict[str, Any]:
     """Reads ``input_path``, lifts it with the export in ``model_dir``, writes
-    ``output_path`` (and ``render``); returns the arrays written (module docstring)."""
+    ``output_path`` (and ``render``); returns the arrays written (module docstring).
+    ``model_dir`` None: the default model (:func:`jpose.default_model.path`)."""
     if layout is not None:
         skeleton.get(layout)  # unknown layout: ValueError listing the known ones
     if os.path.splitext(output_path)[1].lower() not in (".npz", ".json"):
         raise ValueError(f"--output: {output_path!r}: expected a .npz or .json path")
+    if model_dir is None:
+        from jpose import default_model
+
+        model_dir = default_model.path()
     model = ExportedLifter.load(model_dir)
     meta = model.metadata
     if meta.get("output_kind") == "trajectory":
@@ -245,12 +270,13 @@ def run(model_dir: str, input_path: str, output_path: str, *, layout: str | None
         rows = np.searchsorted(frames, track.frames)
         x = model_inputs(kp[None], source_layout=dets.layout, model_layout=model_layout,
                          cam=cam["camera"], screen_focal=screen_focal)
-        poses[i, rows] = _run_model(model, x)[0]
         c = np.where(filled, 0.0, np.nan_to_num(track.confidence))
+        c_in = skeleton.convert_confidence(c, dets.layout, model_layout)[None]
+        poses[i, rows] = _run_model(model, x, c_in)[0]
         conf[i, rows] = skeleton.convert_confidence(c, dets.layout, out_layout)
         filled_out[i, rows] = ~skeleton.convert_visibility(~filled, dets.layout, out_layout)
         if traj_model is not None:
-            root[i, rows] = _run_model(traj_model, x)[0, :, 0, :]
+            root[i, rows] = _run_model(traj_model, x, c_in)[0, :, 0, :]
     out = {
         "poses_3d": poses, "joint_names": np.asarray(model.joint_names),
         "layout": np.asarray(out_layout), "units": np.asarray("metres"),
@@ -264,6 +290,9 @@ def run(model_dir: str, input_path: str, output_path: str, *, layout: str | None
         "normalisation": np.asarray(
             "(uv - c) / f * screen_focal" if screen_focal is not None
             else "VideoPose3D: uv / width * 2 - (1, height / width)"),
+        "model": np.asarray(os.path.abspath(model_dir)),
+        "plausibility": np.asarray(json.dumps(
+            [plausibility.body_report(p, out_layout) for p in poses])),
     }
     if traj_model is not None:
         out["trajectory"] = root
@@ -297,8 +326,8 @@ def run(model_dir: str, input_path: str, output_path: str, *, layout: str | None
 def define_flags(flag_values=flags.FLAGS) -> None:
     """Defined on demand (not at import) so tests can import this module freely."""
     fv = {"flag_values": flag_values}
-    flags.DEFINE_string("model", None, "Export directory (launch/export.py).", required=True,
-                        **fv)
+    flags.DEFINE_string("model", None, "Export directory (launch/export.py); default: the "
+                        "in-the-wild model shipped in jpose.default_model.", **fv)
     flags.DEFINE_string("input", None, "2D keypoints: a detector's file or directory "
                         "(module docstring).", required=True, **fv)
     flags.DEFINE_string("output", None, "Output .npz or .json (metres).", required=True, **fv)

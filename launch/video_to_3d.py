@@ -2,8 +2,11 @@ r"""A video in, metric 3D poses out: detection -> tracking -> 2D filling -> lift
 
 Usage::
 
-  python launch/video_to_3d.py --model=exports/videopose_243f --video=in.mp4 \
-      --output=out.npz --render=out.mp4
+  python launch/video_to_3d.py --video=in.mp4 --output=out.npz --render=out.mp4 \
+      [--focal_length=1500] [--model=exports/videopose_243f]
+
+Without ``--model`` the default in-the-wild model shipped in the package lifts
+(:mod:`jpose.default_model`); give the camera's ``--focal_length`` where you know it.
 
 Steps
 -----
@@ -95,7 +98,7 @@ def render_video(path: str, video: str, out: dict[str, Any], detections_path: st
             frames.close()
 
 
-def run(video: str, output: str, *, model_dir: str, render: str | None = None,
+def run(video: str, output: str, *, model_dir: str | None = None, render: str | None = None,
         focal_length: float | None = None, min_confidence: float = 0.3,
         fill: str = "linear", detections: str | None = None,
         landmarker: Callable[[np.ndarray], np.ndarray | None] | None = None,
@@ -112,6 +115,10 @@ def run(video: str, output: str, *, model_dir: str, render: str | None = None,
         raise ValueError(f"--render: {render!r}: expected a .mp4 or .gif path")
     if fill not in lift.FILLS:
         raise ValueError(f"--fill: expected one of {lift.FILLS}, got {fill!r}")
+    if model_dir is None:
+        from jpose import default_model
+
+        model_dir = default_model.path()
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"--model: {model_dir!r} is not a directory "
                                 "(an export of launch/export.py)")
@@ -150,9 +157,8 @@ def define_flags(flag_values=flags.FLAGS) -> None:
                         required=True, **fv)
     flags.DEFINE_string("output", None, "Output .npz or .json (metres).", required=True,
                         **fv)
-    flags.DEFINE_string("model", None, "Export directory (launch/export.py). Required for "
-                        "now: jpose does not package a default model yet.", required=True,
-                        **fv)
+    flags.DEFINE_string("model", None, "Export directory (launch/export.py); default: the "
+                        "in-the-wild model shipped in jpose.default_model.", **fv)
     flags.DEFINE_string("render", None, "Also render 3D beside the video to this .mp4 / "
                         ".gif.", **fv)
     flags.DEFINE_float("focal_length", None, "Focal length in pixels (default: "

@@ -98,6 +98,17 @@ def test_temporal_variants_match_in_process(name, tmp_path):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_body_frame_features_graph_matches_in_process(tmp_path):
+    """The default in-the-wild model's input form: 3 features, hips-centred and scaled."""
+    cfg = temporal.variant("tiny_9f", in_features=3, centre_joints=(11, 12))
+    variables = _perturbed(temporal.init(jax.random.key(5), cfg), 6)
+    export_onnx.export_onnx(variables, cfg, tmp_path / "m.onnx")
+    x = _keypoints((2, 11, 17, 3), 7) * np.array([3.0, 3.0, 0.5], np.float32)
+    (out,) = _session(tmp_path / "m.onnx").run(None, {"keypoints": x})
+    ref = np.asarray(temporal.apply(variables, x, config=cfg, train=False)[0])
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+
+
 def test_mlp_parity_with_heads(mlp_pair):
     _, _, path, _, jax_model = mlp_pair
     sess = _session(path)

@@ -565,3 +565,30 @@ def test_from_videopose3d_errors():
         temporal.from_videopose3d({**sd, "expand_conv.weight": np.zeros((8, 34, 5))}, config=cfg)
     with pytest.raises(ValueError, match="state_dict: unexpected keys"):
         temporal.from_videopose3d({**sd, "extra.weight": np.zeros(3)}, config=cfg)
+
+
+def test_body_frame_features_against_numpy_and_invariances():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (2, 5, 17, 3)).astype(np.float32)
+    out = np.asarray(temporal.body_frame_features(x, (11, 12)))
+    uv = x[..., :2].astype(np.float64)
+    c = 0.5 * (uv[..., 11:12, :] + uv[..., 12:13, :])
+    s = np.sqrt(((uv - c) ** 2).sum(-1).mean(-1))[..., None, None]
+    np.testing.assert_allclose(out[..., :2], (uv - c) / s, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out[..., 2], x[..., 2])
+    np.testing.assert_allclose(out[..., 3:5], np.broadcast_to(c, uv.shape), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[..., 5], np.broadcast_to(np.log(s[..., 0]), uv.shape[:-1]),
+                               rtol=1e-5, atol=1e-5)
+    # A model with them: the pose does not change when the person moves or scales in the
+    # image except through the appended centre and scale features.
+    cfg = temporal.variant("tiny_9f", in_features=3, centre_joints=(11, 12))
+    assert cfg.network_features == 6
+    variables = temporal.init(jax.random.key(0), cfg)
+    assert variables["params"]["expand_conv"]["kernel"].shape == (3, 17 * 6, 16)
+    moved = x.copy()
+    moved[..., :2] = 2.0 * x[..., :2] + 0.3
+    a = np.asarray(temporal.body_frame_features(moved, (11, 12)))
+    np.testing.assert_allclose(a[..., :3], out[..., :3], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a[..., 5] - out[..., 5], np.log(2.0), atol=1e-5)
+    with pytest.raises(ValueError, match="centre_joints"):
+        temporal.variant("tiny_9f", centre_joints=(17,))

@@ -126,6 +126,8 @@ __all__ = [
     "eval_sequences",
     "TrainingBatches",
     "training_batches",
+    "MultiViewBatches",
+    "multiview_batches",
     "flip_examples",
     "FLIP_MODES",
 ]
@@ -422,6 +424,10 @@ def sequences_from_multiview(
         with_confidence=with_confidence, with_cameras=with_cameras, what=what)
 
 
+#: Input normalisations of :func:`sequences_from_records`.
+NORMALISATIONS = ("screen", "focal")
+
+
 def sequences_from_records(
     records: Sequence[multiview_lib.SequenceRecord],
     *,
@@ -430,6 +436,8 @@ def sequences_from_records(
     use_clean_2d: bool = False,
     with_confidence: bool = False,
     with_cameras: bool = True,
+    normalisation: str = "screen",
+    screen_focal: float | None = None,
     what: str = "records",
 ) -> Sequences:
     """Training sequences from :class:`~jpose.datasets.multiview.SequenceRecord` s.
@@ -450,12 +458,23 @@ def sequences_from_records(
     All records must agree on it. ``keypoints_clean`` is in ``layout``, so
     ``use_clean_2d`` inputs always are.
 
+    ``normalisation="focal"`` (models trained over many cameras) replaces the screen
+    coordinates by :func:`jpose.camera.pixels_to_focal_units` with ``screen_focal``, and
+    ``camera`` by :func:`jpose.camera.focal_units_intrinsics9` in the same units.
+
     Args:
       records: the sequences.
       layout: their 3D joint layout (gives the root joint).
       actions: action names defining the action ids (default: sorted names in
         ``records``).
+      normalisation: ``"screen"`` (VideoPose3D) or ``"focal"``.
+      screen_focal: the scale of ``"focal"`` (required there).
     """
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation: {normalisation!r}; expected one of {NORMALISATIONS}")
+    if normalisation == "focal" and not (screen_focal and screen_focal > 0):
+        raise ValueError(f"screen_focal: the 'focal' normalisation needs a positive scale, "
+                         f"got {screen_focal!r}")
     records = tuple(records)
     for i, r in enumerate(records):
         if not isinstance(r, multiview_lib.SequenceRecord):
@@ -492,7 +511,11 @@ def sequences_from_records(
         if r.action not in actions:
             raise ValueError(f"records[{i}].action: {r.action!r} is not one of the actions {actions}")
         kp = r.keypoints_clean if use_clean_2d else r.keypoints
-        screen = np.asarray(camera_lib.pixels_to_screen(kp, r.camera.image_size), np.float32)
+        if normalisation == "focal":
+            screen = np.asarray(camera_lib.pixels_to_focal_units(
+                kp, r.camera.focal, r.camera.principal, screen_focal), np.float32)
+        else:
+            screen = np.asarray(camera_lib.pixels_to_screen(kp, r.camera.image_size), np.float32)
         if with_confidence:
             conf = np.ones(kp.shape[:-1], np.float32) if use_clean_2d else np.asarray(r.confidence, np.float32)
             if conf.shape != kp.shape[:-1]:
@@ -513,7 +536,10 @@ def sequences_from_records(
                 subject=r.subject,
                 camera_index=int(r.camera_index),
                 camera=(
-                    np.asarray(camera_lib.intrinsics9(r.camera, screen=True), np.float32)
+                    np.asarray(camera_lib.intrinsics9(r.camera, screen=True)
+                               if normalisation == "screen" else
+                               camera_lib.focal_units_intrinsics9(r.camera, screen_focal),
+                               np.float32)
                     if with_cameras
                     else None
                 ),
@@ -1265,3 +1291,195 @@ def training_batches(
         flip_permutations=perms,
         flip_mode=flip_mode,
     )
+
+
+# --------------------------------------------------------------------- multi-view batches
+
+# Seed-stream tag of the view draws (independent of the shuffle's and the flips').
+_TAG_VIEWS = 3
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MultiViewBatches:
+    """Random-access batches of synchronised views: see :func:`multiview_batches`.
+
+    ``instants`` is the random-access dataset of ``(group, frame)`` instants (a
+    ``grain.MapDataset.range``), shuffled and cut into batches by ``order`` (a
+    :class:`TrainingBatches` over it, so epochs, padding and process slices follow the
+    single-view rules exactly); ``examples`` the per-view frame examples gathered for
+    each drawn view.
+    """
+
+    examples: _FrameExamples
+    order: TrainingBatches
+    views: int
+    group_keys: tuple[tuple[str, str], ...]  # (subject, sequence) per group
+    group_sequences: np.ndarray  # (G, C_max) int64 sequence index per camera slot, -1: none
+    group_cameras: np.ndarray  # (G, C_max) int32 camera index per slot, -1: none
+    group_offsets: np.ndarray  # (G + 1,) int64 first instant of each group
+    subject_ids: np.ndarray  # (G,) int32 index of the group's subject in subject_names
+    subject_names: tuple[str, ...]
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.order.global_batch_size
+
+    @property
+    def local_batch_size(self) -> int:
+        return self.order.local_batch_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.order.steps_per_epoch
+
+    @property
+    def num_steps(self) -> int | None:
+        return self.order.num_steps
+
+    @property
+    def num_examples(self) -> int:
+        """Instants per epoch (every ``(group, frame)`` once)."""
+        return self.order.num_examples
+
+    @property
+    def seed(self) -> int:
+        return self.order.seed
+
+    def views_of(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Global batch ``step``: ``(group (B,), frame (B,), slots (B, V), weight (B,))``,
+        ``slots`` the drawn camera slots of each example's group (distinct, uniformly
+        random order): the first ``V`` of a permutation of the group's cameras drawn from
+        ``Generator(PCG64(SeedSequence([seed, 3, step])))``."""
+        inst, weight = self.order.example_indices(step)
+        group = np.searchsorted(self.group_offsets, inst, side="right") - 1
+        frame = inst - self.group_offsets[group]
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
+            [self.order.seed, _TAG_VIEWS, int(step)])))
+        keys = rng.random((inst.shape[0], self.group_sequences.shape[1]))
+        keys = np.where(self.group_sequences[group] >= 0, keys, np.inf)  # absent cameras last
+        slots = np.argsort(keys, axis=1, kind="stable")[:, : self.views]
+        return group, frame, slots, weight
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """This process's slice of global batch ``step`` (:func:`multiview_batches`)."""
+        group, frame, slots, weight = self.views_of(step)
+        lo = self.order.process_index * self.local_batch_size
+        sl = slice(lo, lo + self.local_batch_size)
+        group, frame, slots, weight = group[sl], frame[sl], slots[sl], weight[sl]
+        b, v = slots.shape
+        seq = np.take_along_axis(self.group_sequences[group], slots, axis=1)  # (B, V)
+        cams = np.take_along_axis(self.group_cameras[group], slots, axis=1)
+        flat = self.examples._offsets[seq] + frame[:, None]  # frame f of every view
+        per_view = self.examples.gather(flat.reshape(-1))
+        out = {}
+        for key in ("inputs", "poses_3d", "trajectory", "camera", "extrinsics", "confidence"):
+            if key in per_view:
+                a = per_view[key]
+                out[key] = a.reshape((b, v) + a.shape[1:])
+        out["action"] = per_view["action"].reshape(b, v)[:, 0]
+        out["subject"] = self.subject_ids[group]
+        out["sequence_index"] = group.astype(np.int32)
+        out["frame_index"] = frame.astype(np.int32)
+        out["camera_index"] = cams.astype(np.int32)
+        out["weight"] = weight
+        return out
+
+    def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """Yields ``batch(k)`` from ``start_step`` to the end of the run (or forever)."""
+        k = _check_int(start_step, "start_step", minimum=0)
+        while self.num_steps is None or k < self.num_steps:
+            yield self.batch(k)
+            k += 1
+
+
+def multiview_batches(
+    examples: _FrameExamples,
+    *,
+    views: int,
+    global_batch_size: int,
+    seed: int,
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+    drop_remainder: bool = True,
+    what: str = "views",
+) -> MultiViewBatches:
+    """Batches of ``views`` synchronised cameras of one instant, random access.
+
+    The sequences of ``examples`` (:func:`temporal_windows` or :func:`single_frames`) are
+    grouped by ``(subject, action_name)`` -- one group per recorded sequence, one
+    sequence per camera in it. Frame ``f`` of every camera's sequence of a group must
+    show the same instant (true of the multi-view sample data, Human3.6M and
+    MPI-INF-3DHP); a group serves the instants ``0 .. F_min - 1`` (its shortest camera).
+    An epoch visits every instant once, in the order of ``training_batches`` over the
+    instants (same seed rules, ``flip`` never: mirroring is per camera, see the stream
+    docs); example ``b`` of global batch ``k`` shows ``views`` distinct cameras of its
+    group, drawn uniformly without replacement and in random order from
+    ``SeedSequence([seed, 3, k])``. So batch ``k`` is a pure function of ``(seed, k)``.
+
+    Each example (leading ``B`` in a batch; ``T`` only for temporal windows):
+
+    * ``inputs`` ``(V, [T,] J_in, C)``, ``poses_3d`` ``(V, [1,] J_out, 3)``,
+      ``trajectory`` ``(V, [1,] 3)``, ``camera`` ``(V, 9)``, ``extrinsics`` ``(V, 12)``,
+      ``confidence`` ``(V, [1,] J_in)``: view ``v``'s single-view example at the instant
+      (the conventions of this module: screen units, metres, camera frames);
+    * ``camera_index`` ``(V,)`` int32: the drawn cameras' rig indices;
+    * ``subject`` int32 (index into the result's ``subject_names``), ``sequence_index``
+      int32 (the group), ``frame_index`` int32 (the instant), ``action`` int32;
+    * batches add ``weight`` (B,) float32 (0 for padding with ``drop_remainder=False``).
+
+    Args:
+      what: how errors name the ``views`` setting (e.g. ``"streams.mv.views"``).
+
+    Raises:
+      ValueError: sequences without cameras or extrinsics, two sequences of one camera
+        in a group, ``views < 1``, or a group with fewer than ``views`` cameras (named,
+        with its camera count).
+    """
+    if not isinstance(examples, _FrameExamples):
+        raise ValueError(f"examples: expected temporal_windows(...) or single_frames(...), "
+                         f"got {type(examples).__name__}")
+    v = _check_int(views, what, minimum=1)
+    seqs = examples.sequences
+    if not seqs.has_cameras or seqs[0].extrinsics is None:
+        raise ValueError(f"{what}: multi-view examples need the cameras' intrinsics and "
+                         "extrinsics; these sequences carry none")
+    groups: dict[tuple[str, str], dict[int, int]] = {}
+    for i, s in enumerate(seqs):
+        cams = groups.setdefault((s.subject, s.action_name), {})
+        if s.camera_index in cams or s.camera_index < 0:
+            raise ValueError(
+                f"sequences[{i}]: subject {s.subject!r}, sequence {s.action_name!r} has "
+                f"{'a second sequence of camera' if s.camera_index >= 0 else 'an unknown camera'} "
+                f"{s.camera_index}; a multi-view group needs one sequence per known camera")
+        cams[s.camera_index] = i
+    few = [(k, len(c)) for k, c in groups.items() if len(c) < v]
+    if few:
+        (subj, act), n = few[0]
+        raise ValueError(
+            f"{what}: {v} views requested but {len(few)} of the {len(groups)} (subject, "
+            f"sequence) groups have fewer cameras, e.g. ({subj!r}, {act!r}) with {n}; "
+            f"lower it to at most {min(n for _, n in few)} or use a split with more cameras "
+            f"(held-out cameras are not in the training splits)")
+    keys = tuple(groups)
+    c_max = max(len(c) for c in groups.values())
+    group_seq = np.full((len(keys), c_max), -1, np.int64)
+    group_cam = np.full((len(keys), c_max), -1, np.int32)
+    lengths = np.empty(len(keys), np.int64)
+    for g, key in enumerate(keys):
+        cams = sorted(groups[key])
+        group_seq[g, : len(cams)] = [groups[key][c] for c in cams]
+        group_cam[g, : len(cams)] = cams
+        lengths[g] = min(seqs[groups[key][c]].num_frames for c in cams)
+    offsets = np.concatenate([np.zeros(1, np.int64), np.cumsum(lengths)])
+    subjects = tuple(sorted({k[0] for k in keys}))
+    order = training_batches(
+        grain.MapDataset.range(int(offsets[-1])), global_batch_size=global_batch_size,
+        seed=seed, shuffle=shuffle, num_epochs=num_epochs, process_index=process_index,
+        process_count=process_count, drop_remainder=drop_remainder)
+    return MultiViewBatches(
+        examples=examples, order=order, views=v, group_keys=keys, group_sequences=group_seq,
+        group_cameras=group_cam, group_offsets=offsets,
+        subject_ids=np.asarray([subjects.index(k[0]) for k in keys], np.int32),
+        subject_names=subjects)

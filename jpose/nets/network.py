@@ -33,11 +33,15 @@ from typing import Any
 import jax
 
 from jpose.nets import mlp, temporal
+from jpose.nets import embedding  # MCSS
+from jpose.nets import factorization  # CFN (thesis ch. 4)
 
 __all__ = ["KINDS", "Network", "build", "kind_of", "with_data_shapes"]
 
 #: Network kind -> the module implementing ``variant``, ``init``, ``apply``.
 KINDS = {"temporal": temporal, "mlp": mlp}
+KINDS["embedding"] = embedding  # MCSS pose embeddings (jpose/nets/embedding.py)
+KINDS["factorization"] = factorization  # CFN (jpose/nets/factorization.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +75,9 @@ class Network:
     def apply(self, variables, inputs, *, train: bool, rng: jax.Array | None = None,
               bn_momentum: jax.Array | float = 0.0) -> tuple[dict[str, jax.Array], Any]:
         """``(outputs, batch_stats)`` for a batch of training examples (module doc)."""
+        if hasattr(self.module, "network_apply"):  # kinds that name their own outputs
+            return self.module.network_apply(variables, inputs, config=self.config,
+                                             train=train, rng=rng, bn_momentum=bn_momentum)
         if self.kind == "temporal":
             pose, stats = temporal.apply_strided(variables, inputs, config=self.config,
                                                  train=train, rng=rng, bn_momentum=bn_momentum)
@@ -82,6 +89,8 @@ class Network:
 
     def predict(self, variables, keypoints) -> jax.Array:
         """Eval-mode outputs ``(..., T, J_out, 3)`` for sequences ``(..., T, J_in, C)``."""
+        if hasattr(self.module, "network_predict"):
+            return self.module.network_predict(variables, keypoints, config=self.config)
         if self.kind == "temporal":
             poses, _ = temporal.apply(variables, keypoints, config=self.config, train=False)
             return poses

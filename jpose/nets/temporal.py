@@ -126,6 +126,13 @@ class TemporalConfig:
       dropout: drop probability after every hidden ReLU (VideoPose3D: 0.25).
       causal: output frame t uses input frames <= t only.
       bn_eps: batch-norm epsilon (PyTorch default 1e-5).
+      centre_joints: input joints whose mean is each frame's body centre; non-empty turns
+        on the **body-frame input features** (:func:`body_frame_features`): per frame the
+        2D is centred on it and divided by its RMS spread, and the centre (2) and the log
+        of the spread (1) are appended to every joint's features, so the network sees the
+        pose's shape at one scale whatever the person's distance and place in the image,
+        and still knows both (they set the viewing ray and perspective). For models
+        trained over many cameras (``jpose.datasets.wild``); () is VideoPose3D's raw input.
     """
 
     filter_widths: tuple[int, ...] = (3, 3, 3)
@@ -137,8 +144,15 @@ class TemporalConfig:
     causal: bool = False
     dilated: bool = True
     bn_eps: float = 1e-5
+    centre_joints: tuple[int, ...] = ()
 
     def __post_init__(self):
+        if isinstance(self.centre_joints, list):
+            object.__setattr__(self, "centre_joints", tuple(self.centre_joints))
+        if not all(isinstance(j, int) and 0 <= j < self.num_joints_in
+                   for j in self.centre_joints):
+            raise ValueError(f"centre_joints: expected joint indices in [0, "
+                             f"{self.num_joints_in}), got {self.centre_joints!r}")
         fw = self.filter_widths
         if isinstance(fw, list):  # accept lists, store a hashable tuple
             fw = tuple(fw)
@@ -166,6 +180,12 @@ class TemporalConfig:
             raise ValueError(f"dilated: expected a bool, got {self.dilated!r}")
         if not self.bn_eps > 0.0:
             raise ValueError(f"bn_eps: expected > 0, got {self.bn_eps}")
+
+    @property
+    def network_features(self) -> int:
+        """Features per joint the first layer sees (``in_features`` + 3 with
+        ``centre_joints``)."""
+        return self.in_features + (BODY_FRAME_EXTRA if self.centre_joints else 0)
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -259,7 +279,7 @@ def flops_per_frame(config: TemporalConfig) -> int:
     residual adds are not counted. Dilation does not change the count: only the widths do.
     """
     c, fw = config.channels, config.filter_widths
-    macs = config.num_joints_in * config.in_features * c * fw[0]  # expand conv
+    macs = config.num_joints_in * config.network_features * c * fw[0]  # expand conv
     for w in fw[1:]:
         macs += c * c * w + c * c  # dilated conv + 1x1 conv of each block
     macs += c * config.num_joints_out * 3  # shrink conv (bias adds not counted)
@@ -423,7 +443,7 @@ def init(rng: jax.Array, config: TemporalConfig) -> dict[str, Any]:
 
     Works under ``jax.eval_shape`` (shapes only, no compute) and ``jax.jit``.
     """
-    x = jnp.zeros((1, config.receptive_field, config.num_joints_in * config.in_features))
+    x = jnp.zeros((1, config.receptive_field, config.num_joints_in * config.network_features))
     variables = TemporalModel(config).init(
         {"params": rng}, x, strided=True, train=False, bn_momentum=0.1
     )
@@ -482,13 +502,42 @@ def _run(variables, x, lead, config, *, strided, train, rng, bn_momentum, with_i
     return poses, batch_stats, inter
 
 
-def _flatten(keypoints, shape):
+#: Features :func:`body_frame_features` appends per joint: centre x, y and log spread.
+BODY_FRAME_EXTRA = 3
+
+
+def body_frame_features(keypoints, centre_joints) -> jax.Array:
+    """Per-frame body-frame features ``(..., J, C + 3)`` of ``keypoints (..., J, C)``.
+
+    With ``uv = keypoints[..., :2]``, ``c`` the mean of ``uv`` over ``centre_joints`` and
+    ``s = sqrt(mean_j |uv_j - c|^2)`` (the RMS spread; ``+ 1e-6``):
+    ``[(uv - c) / s, keypoints[..., 2:], c, log s]``, the last three the same for every
+    joint. A horizontal flip (negated x) negates the first and the centre's x, so flip
+    augmentation of the raw inputs stays a flip here.
+    """
+    x = jnp.asarray(keypoints, jnp.float32)
+    uv, rest = x[..., :2], x[..., 2:]
+    idx = jnp.asarray(centre_joints, jnp.int32)
+    centre = jnp.mean(jnp.take(uv, idx, axis=-2), axis=-2, keepdims=True)
+    rel = uv - centre
+    spread = jnp.sqrt(jnp.mean(jnp.sum(rel * rel, axis=-1), axis=-1))[..., None, None] + 1e-6
+    joints = uv.shape[-2]
+    extra = jnp.concatenate([centre, jnp.log(spread)], axis=-1)
+    extra = jnp.broadcast_to(extra, extra.shape[:-2] + (joints, BODY_FRAME_EXTRA))
+    return jnp.concatenate([rel / spread, rest, extra], axis=-1)
+
+
+def _flatten(keypoints, shape, config: TemporalConfig | None = None):
     lead = shape[:-3]
     n = 1
     for d in lead:
         n = n * d  # may be symbolic
     x = jnp.asarray(keypoints, jnp.float32)
-    return x.reshape((n, shape[-3], shape[-2] * shape[-1])), lead
+    features = shape[-1]
+    if config is not None and config.centre_joints:
+        x = body_frame_features(x, config.centre_joints)
+        features = config.network_features
+    return x.reshape((n, shape[-3], shape[-2] * features)), lead
 
 
 def apply(
@@ -537,7 +586,7 @@ def apply(
             )
     if _is_concrete(keypoints):
         _layers.check_finite_host(keypoints, name="keypoints")
-    x, lead = _flatten(keypoints, shape)
+    x, lead = _flatten(keypoints, shape, config)
     if pad:
         x = _edge_pad(x, *config.padding)
     return _run(
@@ -586,7 +635,7 @@ def apply_strided(
         )
     if _is_concrete(windows):
         _layers.check_finite_host(windows, name="windows")
-    x, lead = _flatten(windows, shape)
+    x, lead = _flatten(windows, shape, config)
     return _run(
         variables,
         x,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 
-from jpose.recipes import li_boosting, supervised, videopose_semi
+from jpose.recipes import li_boosting, multiview_lifting, supervised, videopose_semi
+from jpose.recipes import mcss
+from jpose.recipes import factorization  # CFN (thesis ch. 4)
 from jpose.recipes.base import (Predictor, Recipe, Step, init_networks, network_variables,
                                 phase_boundaries, phase_of)
 
@@ -21,6 +23,10 @@ REGISTRY: dict[str, Recipe] = {
     "supervised": supervised.RECIPE,
     "videopose_semi": videopose_semi.RECIPE,
     "li_boosting": li_boosting.RECIPE,
+    "multiview_lifting": multiview_lifting.RECIPE,
+    "mcss": mcss.RECIPE,
+    "relative_depth": importlib.import_module("jpose.recipes.relative_depth").RECIPE,
+    "factorization": factorization.RECIPE,
 }
 
 

@@ -16,6 +16,10 @@ Data sources (``config.data.source``):
   ``.npz`` of one (``data.path``). Training records: the splits ``data.train_splits``
   (subjects S1-S4 of the sample data); evaluation: ``data.eval_split`` (held-out subject,
   and cameras if ``data.held_out_cameras``).
+* ``wild`` -- in-the-wild training sequences (:mod:`jpose.datasets.wild`): the DeepMimic
+  motion with perturbed poses, random bodies, a random camera per sequence and a
+  detector's ``coco_17`` 2D, filled as ``launch/lift.py`` fills it; ``data.wild`` holds
+  :class:`~jpose.datasets.wild.WildConfig` fields. Trains the default in-the-wild lifter.
 * ``tfds`` -- a dataset built by ``launch/prepare_data.py`` (``data.dataset``: ``h36m``
   or ``mpi_inf_3dhp``; ``data.data_dir``, ``data.tfds_config``): training subjects
   ``data.train_subjects``, evaluation ``data.test_subjects`` (3DHP: the ``test`` split);
@@ -23,6 +27,11 @@ Data sources (``config.data.source``):
 * ``h36m_videopose3d`` -- Human3.6M from VideoPose3D's preprocessed ``.npz`` files plus
   the raw release's ``metadata.xml`` cameras (:mod:`jpose.datasets.h36m_videopose3d`);
   those files hold pickles, so ``data.allow_pickle`` must be set explicitly.
+
+Network inputs: normalised screen coordinates (:func:`jpose.camera.pixels_to_screen`), or
+with ``data.input_normalisation = "focal"`` the camera-independent
+:func:`jpose.camera.pixels_to_focal_units` (scale ``data.screen_focal``); with
+``data.with_confidence`` the detector's confidence is a third feature.
 
 A stream may instead read **your own sequence files**: ``streams.<name>.source =
 "files"`` with ``paths`` (``.npz`` files or directories in the format of
@@ -51,6 +60,24 @@ detector's per-joint scores at the target frame; ones for exact 2D) and ``weight
 for padding). The
 window length follows the network the stream feeds (``streams.<name>.network``).
 
+A **multi-view** stream, ``streams.<name> = {"source": "multiview", "split":
+"labelled" | "unlabelled" | "train" (default), "views": V (default 2),
+"global_batch_size": B, "network": <net>, "flip": False}``, serves synchronised views
+(:func:`jpose.datasets.pipelines.multiview_batches`): each example is one instant of one
+(subject, sequence) group, seen by ``V`` distinct cameras drawn at random (a pure
+function of (seed, stream, step), like every batch) among those the group has in the
+split. Every per-view key above gets a view axis after the batch one: ``inputs (B, V,
+T, J_in, C)`` (single-frame nets: ``(B, V, J_in, C)``), ``poses_3d (B, V, 1, J, 3)`` |
+``(B, V, J, 3)`` (ground truth, for logged metrics only in self-supervised recipes),
+``trajectory (B, V, 1, 3)`` | ``(B, V, 3)``, ``camera (B, V, 9)``, ``extrinsics (B, V,
+12)``, ``confidence (B, V, 1, J_in)`` | ``(B, V, J_in)``; plus ``camera_index (B, V)``
+and the int32 ``subject`` (index into the split's sorted subject names),
+``sequence_index`` (the group) and ``frame_index`` (the instant), and ``weight (B,)``.
+A split with a group of fewer than ``V`` cameras is refused, naming
+``streams.<name>.views``. ``flip`` must be False. ``extrinsics = "relative_pose"``
+(default ``"calibrated"``) replaces the calibration by relative poses estimated from the
+2D and the known camera distances (:func:`estimated_extrinsics`).
+
 The sample data and the built datasets share one path: both become pose-sequence
 examples of the builders' schema (:mod:`jpose.datasets.records`), then
 :class:`~jpose.datasets.multiview.SequenceRecord` s, then training examples.
@@ -58,6 +85,9 @@ examples of the builders' schema (:mod:`jpose.datasets.records`), then
 
 from __future__ import annotations
 
+import dataclasses
+import dataclasses
+import functools
 import zlib
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -70,6 +100,7 @@ from jpose.datasets import records as records_lib
 from jpose.nets.network import Network
 
 __all__ = ["DataSets", "EvalData", "Stream", "Streams", "PROTOCOLS", "SPLITS", "DEVICE_KEYS",
+           "MULTIVIEW_KEYS", "MULTIVIEW_EXTRINSICS", "estimated_extrinsics",
            "load_data", "load_eval_data", "labelled_split", "make_streams", "stream_seed"]
 
 #: ``data.protocol`` values.
@@ -80,6 +111,13 @@ SPLITS = ("labelled", "unlabelled", "train")
 #: the host.
 DEVICE_KEYS = ("inputs", "poses_3d", "trajectory", "camera", "extrinsics", "confidence",
                "weight")
+#: What a ``source = "multiview"`` stream sends: the above with the view axis, plus the
+#: instant's identity (int32 ``subject``, ``sequence_index``, ``frame_index``) and the
+#: drawn cameras' rig indices (``camera_index`` (B, V)).
+MULTIVIEW_KEYS = DEVICE_KEYS + ("subject", "sequence_index", "frame_index", "camera_index")
+#: ``streams.<name>.extrinsics`` of a multiview stream: the calibration, or relative
+#: poses estimated from the 2D (:func:`estimated_extrinsics`).
+MULTIVIEW_EXTRINSICS = ("calibrated", "relative_pose")
 
 
 class DataSets(NamedTuple):
@@ -152,6 +190,15 @@ def _records(config, *, with_train: bool = True) -> tuple[tuple, tuple, tuple | 
         test = records_lib.records_from_examples(
             records_lib.examples_from_multiview(ds, d.eval_split), layout=ds.layout)
         return train, test, ds.actions
+    if d.source == "wild":
+        from jpose.datasets import wild
+
+        fields = {f.name for f in dataclasses.fields(wild.WildConfig)}
+        ds = wild.make_wild_dataset(wild.WildConfig(**{
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in dict(d.get("wild", {})).items() if k in fields}), layout=d.layout)
+        train = ds.split("labelled") if with_train else ()
+        return tuple(train), ds.split("test"), ds.actions
     if d.source == "tfds":
         return _tfds_records(d, with_train=with_train)
     if d.source == "h36m_videopose3d":
@@ -166,7 +213,7 @@ def _records(config, *, with_train: bool = True) -> tuple[tuple, tuple, tuple | 
         test = tuple(r._replace(action=h36m.action_class(r.action)) for r in test)
         return train, test, None
     raise ValueError(f"data.source: unknown source {d.source!r}; expected 'multiview', "
-                     "'tfds' or 'h36m_videopose3d'.")
+                     "'wild', 'tfds' or 'h36m_videopose3d'.")
 
 
 def _tfds_records(d, *, with_train: bool = True) -> tuple[tuple, tuple, None]:
@@ -299,7 +346,19 @@ def _sequences(d, records, actions):
         return None
     return pipelines.sequences_from_records(
         records, layout=d.layout, actions=actions,
-        use_clean_2d=bool(d.get("use_clean_2d", False)), with_cameras=True)
+        use_clean_2d=bool(d.get("use_clean_2d", False)), with_cameras=True,
+        **_input_options(d))
+
+
+def _input_options(d) -> dict[str, Any]:
+    """How the 2D becomes network inputs: ``data.with_confidence`` (append the detector's
+    confidence as a third feature) and ``data.input_normalisation`` (``"screen"``, or
+    ``"focal"`` with ``data.screen_focal``: :func:`jpose.camera.pixels_to_focal_units`)."""
+    options = {"with_confidence": bool(d.get("with_confidence", False)),
+               "normalisation": str(d.get("input_normalisation", "screen") or "screen")}
+    if options["normalisation"] == "focal":
+        options["screen_focal"] = float(d.get("screen_focal", 0) or 0)
+    return options
 
 
 def _eval_data(d, test: tuple, actions) -> EvalData:
@@ -346,7 +405,9 @@ def load_data(config) -> DataSets:
     input_layout = getattr(first, "input_layout", None) or d.layout
     meta = {"layout": d.layout, "input_layout": input_layout,
             "num_joints_in": first.num_joints_in, "num_joints_out": first.num_joints_out,
-            "in_features": first.in_features, "screen_focal": _screen_focal(first)}
+            "in_features": first.in_features,
+            "screen_focal": (float(d.screen_focal) if _input_options(d)["normalisation"] ==
+                             "focal" else _screen_focal(first))}
     return DataSets(splits=splits, eval_sequences=evals.sequences, eval_frames=evals.frames,
                     layout=d.layout, input_layout=input_layout, meta=meta)
 
@@ -407,7 +468,131 @@ def _file_sequences(config, name: str, s: Mapping[str, Any], data: DataSets, *,
                                     layout=data.layout) for r in loaded.records]
     return pipelines.sequences_from_records(
         records, layout=data.layout, actions=None, with_cameras=True,
-        what=f"streams.{name} files")
+        what=f"streams.{name} files", **_input_options(config.data))
+
+
+def _stream_network(name: str, s: Mapping[str, Any], nets: Mapping[str, Network]) -> Network:
+    net_name = s.get("network", "") or ("pose" if "pose" in nets else sorted(nets)[0])
+    if net_name not in nets:
+        raise ValueError(f"streams.{name}.network: {net_name!r} is not one of the "
+                         f"recipe's networks {sorted(nets)}")
+    return nets[net_name]
+
+
+def _frame_examples(seqs, net: Network):
+    if net.kind == "temporal":
+        return pipelines.temporal_windows(seqs, receptive_field=net.receptive_field,
+                                          padding=net.padding)
+    return pipelines.single_frames(seqs)
+
+
+def estimated_extrinsics(seqs: pipelines.Sequences, *, seed: int = 0,
+                         max_instants: int = 400, what: str = "extrinsics",
+                         config=None) -> pipelines.Sequences:
+    """``seqs`` with every camera's extrinsics replaced by an estimate from the 2D.
+
+    The calibration-free fallback of multi-view training: per camera ``i`` other than
+    the reference ``ref`` (the lowest camera index), the relative pose ``x_cam_i = R
+    x_cam_ref + t`` is estimated by :func:`jpose.solvers.relative_pose.relative_pose`
+    from the two cameras' synchronised 2D detections pooled over every (subject,
+    sequence) group that has both (at most ``max_instants`` instants, evenly spread;
+    joints weighted by the product of their confidences), in normalised screen units
+    with the screen-unit intrinsics (lens distortion ignored), and scaled by the known
+    camera distance ``|c_i - c_ref|`` (the only use of the calibrated extrinsics: a
+    measured baseline). The result's extrinsics live in the reference camera's frame:
+    ``R_ref = I``, ``c_ref = 0``, ``R_i = R``, ``c_i = -R^T t``. All groups must share
+    the rig (one set of cameras, as Human3.6M's and the sample's do).
+    """
+    import jax
+
+    from jpose.solvers import relative_pose as rp
+
+    groups: dict[tuple[str, str], dict[int, int]] = {}
+    for i, q in enumerate(seqs):
+        groups.setdefault((q.subject, q.action_name), {})[q.camera_index] = i
+    cams = sorted({q.camera_index for q in seqs})
+    rig = {c: next(q.extrinsics for q in seqs if q.camera_index == c) for c in cams}
+    for q in seqs:
+        if not np.allclose(q.extrinsics, rig[q.camera_index], atol=1e-5):
+            raise ValueError(f"{what}: camera {q.camera_index} moves between sequences; "
+                             "relative poses are estimated per camera pair of one rig")
+    ref = cams[0]
+    if config is None:
+        # Thresholds in screen units (2 / width per pixel): 5 px and 25 px at 1000 px.
+        config = rp.RelativePoseConfig(num_hypotheses=256, num_starts=4, threshold=0.01,
+                                       coarse_threshold=0.05, maxiter=50)
+    new = {ref: np.concatenate([np.eye(3, dtype=np.float32).reshape(9),
+                                np.zeros(3, np.float32)])}
+    solve = jax.jit(functools.partial(rp.relative_pose, config=config))
+    for c in cams[1:]:
+        x1, x2, w = [], [], []
+        for views in groups.values():
+            if ref in views and c in views:
+                a, b = seqs[views[ref]], seqs[views[c]]
+                f = min(a.num_frames, b.num_frames)
+                x1.append(a.inputs[:f, :, :2])
+                x2.append(b.inputs[:f, :, :2])
+                w.append(a.confidence[:f] * b.confidence[:f])
+        if not x1:
+            raise ValueError(f"{what}: cameras {ref} and {c} never film the same "
+                             "sequence; their relative pose cannot be estimated")
+        x1, x2, w = (np.concatenate(v) for v in (x1, x2, w))
+        pick = np.unique(np.linspace(0, x1.shape[0] - 1, min(max_instants, x1.shape[0]))
+                         .astype(np.int64))
+        cam_c = next(q.camera for q in seqs if q.camera_index == c)
+        cam_r = next(q.camera for q in seqs if q.camera_index == ref)
+        k1 = np.asarray(rp.intrinsic_matrix(cam_r[:2], cam_r[2:4]))
+        k2 = np.asarray(rp.intrinsic_matrix(cam_c[:2], cam_c[2:4]))
+        baseline = float(np.linalg.norm(rig[c][9:] - rig[ref][9:]))
+        out = solve(x1[pick], x2[pick], k1, k2, weights=w[pick], baseline=baseline,
+                    key=jax.random.key(seed + c))
+        rot, t = np.asarray(out.rotation, np.float32), np.asarray(out.translation, np.float32)
+        if not (np.all(np.isfinite(rot)) and np.all(np.isfinite(t))):
+            raise ValueError(f"{what}: the relative pose of cameras {ref} and {c} could not "
+                             f"be estimated (solver status {int(out.status)})")
+        new[c] = np.concatenate([rot.reshape(9), -rot.T @ t]).astype(np.float32)
+    items = tuple(q._replace(extrinsics=new[q.camera_index]) for q in seqs)
+    return dataclasses.replace(seqs, items=items)
+
+
+def _multiview_stream(config, name: str, s: Mapping[str, Any], data: DataSets,
+                      nets: Mapping[str, Network], *, process_index: int,
+                      process_count: int) -> Stream:
+    """A ``source = "multiview"`` stream: ``views`` synchronised cameras per example
+    (:func:`jpose.datasets.pipelines.multiview_batches`)."""
+    split = s.get("split", "train") or "train"
+    if split not in SPLITS:
+        raise ValueError(f"streams.{name}.split: {split!r}; expected one of {SPLITS}")
+    if bool(s.get("flip", False)):
+        raise ValueError(
+            f"streams.{name}.flip: must be False for a multiview stream (a horizontal flip "
+            "mirrors each camera's frame, not the world, so flipped views are not views of "
+            "one scene unless their extrinsics are mirrored too; not supported)")
+    seqs = data.splits[split]
+    if seqs is None:
+        raise ValueError(
+            f"streams.{name}: the {split!r} split is empty under data.protocol="
+            f"{config.data.get('protocol', 'all')!r}; choose a protocol that leaves {split} "
+            "data, or another split")
+    views = s.get("views", 2)
+    if isinstance(views, bool) or not isinstance(views, (int, np.integer)) or views < 1:
+        raise ValueError(f"streams.{name}.views: expected a positive int, got {views!r}")
+    extrinsics = s.get("extrinsics", "calibrated") or "calibrated"
+    if extrinsics not in MULTIVIEW_EXTRINSICS:
+        raise ValueError(f"streams.{name}.extrinsics: {extrinsics!r}; expected one of "
+                         f"{MULTIVIEW_EXTRINSICS}")
+    if extrinsics == "relative_pose":
+        seqs = estimated_extrinsics(seqs, seed=stream_seed(config.seed, name),
+                                    what=f"streams.{name}.extrinsics")
+    examples = _frame_examples(seqs, _stream_network(name, s, nets))
+    batch_size = int(s.get("global_batch_size", 0) or config.global_batch_size)
+    batches = pipelines.multiview_batches(
+        examples, views=int(views), global_batch_size=batch_size,
+        seed=stream_seed(config.seed, name), process_index=process_index,
+        process_count=process_count, what=f"streams.{name}.views")
+    example = batches.batch(0)
+    keys = tuple(k for k in MULTIVIEW_KEYS if k in example)
+    return Stream(name, split, batches, keys)
 
 
 def make_streams(config, data: DataSets, nets: Mapping[str, Network], *,
@@ -435,6 +620,11 @@ def make_streams(config, data: DataSets, nets: Mapping[str, Network], *,
             seqs = _file_sequences(config, name, s, data,
                                    require_3d=bool(s.get("require_3d",
                                                          name == config.primary_stream)))
+        elif source == "multiview":
+            out[name] = _multiview_stream(config, name, s, data, nets,
+                                          process_index=process_index,
+                                          process_count=process_count)
+            continue
         elif source == "data":
             split = s.get("split", "labelled")
             if split not in SPLITS:
@@ -447,18 +637,9 @@ def make_streams(config, data: DataSets, nets: Mapping[str, Network], *,
                     f"{split} data, or drop the stream")
         else:
             raise ValueError(f"streams.{name}.source: {source!r}; expected 'data' (the "
-                             "config's dataset), 'files' (your own sequence files) or "
-                             "'pseudo_labels'")
-        net_name = s.get("network", "") or ("pose" if "pose" in nets else sorted(nets)[0])
-        if net_name not in nets:
-            raise ValueError(f"streams.{name}.network: {net_name!r} is not one of the "
-                             f"recipe's networks {sorted(nets)}")
-        net = nets[net_name]
-        if net.kind == "temporal":
-            examples = pipelines.temporal_windows(seqs, receptive_field=net.receptive_field,
-                                                  padding=net.padding)
-        else:
-            examples = pipelines.single_frames(seqs)
+                             "config's dataset), 'files' (your own sequence files), "
+                             "'pseudo_labels' or 'multiview' (synchronised views)")
+        examples = _frame_examples(seqs, _stream_network(name, s, nets))
         flip = bool(s.get("flip", config.data.flip_augment))
         layouts = (data.input_layout, data.layout)
         flip_layouts = None

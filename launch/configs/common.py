@@ -45,6 +45,10 @@ def base_config() -> ml_collections.ConfigDict:
         "downsample_eval": True,  # downsample_fps applies to the evaluation set too
         # common
         "use_clean_2d": False,
+        "with_confidence": False,  # the detector's confidence as a third input feature
+        "input_normalisation": "screen",  # screen (VideoPose3D) | focal (any camera)
+        "screen_focal": 0.0,  # the scale of the focal normalisation
+        "wild": {},  # wild source: jpose.datasets.wild.WildConfig fields
         "flip_augment": True,
         "max_eval_sequences": 0,
     })
