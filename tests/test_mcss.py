@@ -364,9 +364,6 @@ def test_configs_build():
     assert full.streams.metric.global_batch_size == 3 * full.streams.pose.global_batch_size
 
 
-# jpose/training/logs.py:plot_curves calls legend() with no curve when the evaluator
-# reports no "mpjpe_mm" (a retrieval-only run): a harmless matplotlib UserWarning.
-@pytest.mark.filterwarnings("ignore:No artists with labels found")
 def test_tiny_config_trains_end_to_end_and_retrieves(tmp_path):
     """The :tiny config through the real loop (multiview + pose streams), then
     launch/retrieve.py's run() on the workdir: the same numbers, oracle never worse."""

@@ -395,9 +395,6 @@ def test_config_switches():
         _load_config("nope")
 
 
-# With two evaluators the loop's curve plot finds no unprefixed "mpjpe_mm" to label
-# (jpose.training.logs.plot_curves); harmless, and not this recipe's to change.
-@pytest.mark.filterwarnings("ignore:No artists with labels found")
 def test_tiny_config_end_to_end(tmp_path):
     config = _load_config("tiny")
     result = loop.train_and_evaluate(config, str(tmp_path), progress=False)

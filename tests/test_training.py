@@ -69,6 +69,19 @@ def _tiny_setup(num_devices: int, batch_size: int = 8, trajectory: bool = False)
     return mesh, state, step, batches
 
 
+
+@pytest.mark.parametrize("eval_values", [{"mpjpe_mm": 50.0}, {"test/mpjpe_mm": 50.0}, None])
+def test_plot_curves_labels_only_what_it_plots(tmp_path, eval_values):
+    """No legend() without a labelled curve (matplotlib warns; warnings are errors here):
+    evaluations with none of eval_keys, or none at all."""
+    log = logs.MetricsLog(str(tmp_path))
+    for k in range(3):
+        log.write("train", k, {"loss": 1.0 / (k + 1)})
+    if eval_values is not None:
+        log.write("eval", 2, eval_values)
+    png = str(tmp_path / "curves.png")
+    assert logs.plot_curves(log.path, png) == png and os.path.getsize(png) > 0
+
 def test_train_step_one_device_equals_four_devices():
     results = []
     for n in (1, 4):

@@ -79,6 +79,7 @@ __all__ = [
     "make_multiview_dataset",
     "make_cameras",
     "subject_bone_scales",
+    "bone_group",
     "joint_noise_weights",
     "detect",
     "stack_records",
@@ -352,7 +353,9 @@ def make_cameras(
     )
 
 
-def _bone_group(name: str) -> str:
+def bone_group(name: str) -> str:
+    """The bone group of a joint name: its name without a ``left_`` / ``right_`` prefix,
+    so the two bones of a left/right pair share one scale factor."""
     return name.removeprefix("left_").removeprefix("right_")
 
 
@@ -364,14 +367,14 @@ def subject_bone_scales(num_subjects: int, *, seed: int = 0) -> np.ndarray:
     equal for the left and right bones of a pair.
     """
     names = samples.DEEPMIMIC_JOINT_NAMES
-    groups = sorted({_bone_group(n) for n in names[1:]})
+    groups = sorted({bone_group(n) for n in names[1:]})
     out = np.ones((num_subjects, len(names)), np.float64)
     for s in range(num_subjects):
         rng = np.random.default_rng([int(seed), _TAG_SUBJECT, s])
         size = rng.uniform(0.95, 1.12)
         per_group = dict(zip(groups, 1.0 + np.clip(rng.normal(0.0, 0.04, size=len(groups)), -0.1, 0.1)))
         for j, n in enumerate(names[1:], start=1):
-            out[s, j] = size * per_group[_bone_group(n)]
+            out[s, j] = size * per_group[bone_group(n)]
     return out.astype(np.float32)
 
 

@@ -1149,12 +1149,7 @@ class TrainingBatches:
     def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """Yields ``batch(k)`` for ``k = start_step, start_step + 1, ...`` to the end of the
         run (forever if ``num_epochs`` is None). Resume = ``iterate(saved_step)``."""
-        start = _check_int(start_step, "start_step", minimum=0)
-        stop = self.num_steps
-        k = start
-        while stop is None or k < stop:
-            yield self.batch(k)
-            k += 1
+        return _iterate(self, start_step)
 
     def to_grain(self, start_step: int = 0) -> grain.MapDataset:
         """The batches from ``start_step`` on as a ``grain.MapDataset`` (element ``i`` is
@@ -1176,6 +1171,17 @@ class TrainingBatches:
         """
         opts = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size)
         return iter(self.to_grain(start_step).to_iter_dataset(opts))
+
+
+def _iterate(batches, start_step: int) -> Iterator[dict[str, np.ndarray]]:
+    """``batches.batch(k)`` for ``k = start_step, ...`` up to ``batches.num_steps``
+    (forever if None): the ``iterate`` of :class:`TrainingBatches` and
+    :class:`MultiViewBatches`."""
+    k = _check_int(start_step, "start_step", minimum=0)
+    stop = batches.num_steps
+    while stop is None or k < stop:
+        yield batches.batch(k)
+        k += 1
 
 
 def _stack(examples: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -1299,6 +1305,11 @@ def training_batches(
 _TAG_VIEWS = 3
 
 
+def _from_order(name: str, doc: str) -> property:
+    """A read-only :class:`MultiViewBatches` property: its ``order``'s ``name``."""
+    return property(lambda self: getattr(self.order, name), doc=doc)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class MultiViewBatches:
     """Random-access batches of synchronised views: see :func:`multiview_batches`.
@@ -1320,30 +1331,13 @@ class MultiViewBatches:
     subject_ids: np.ndarray  # (G,) int32 index of the group's subject in subject_names
     subject_names: tuple[str, ...]
 
-    @property
-    def global_batch_size(self) -> int:
-        return self.order.global_batch_size
-
-    @property
-    def local_batch_size(self) -> int:
-        return self.order.local_batch_size
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.order.steps_per_epoch
-
-    @property
-    def num_steps(self) -> int | None:
-        return self.order.num_steps
-
-    @property
-    def num_examples(self) -> int:
-        """Instants per epoch (every ``(group, frame)`` once)."""
-        return self.order.num_examples
-
-    @property
-    def seed(self) -> int:
-        return self.order.seed
+    # The run's shape is the instants' order's (class docstring).
+    global_batch_size = _from_order("global_batch_size", "Examples per step, all processes.")
+    local_batch_size = _from_order("local_batch_size", "Examples per step, this process.")
+    steps_per_epoch = _from_order("steps_per_epoch", "Steps per epoch.")
+    num_steps = _from_order("num_steps", "Total steps of the run; None if it repeats forever.")
+    num_examples = _from_order("num_examples", "Instants per epoch (every (group, frame) once).")
+    seed = _from_order("seed", "The run's seed (shuffle and view draws).")
 
     def views_of(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Global batch ``step``: ``(group (B,), frame (B,), slots (B, V), weight (B,))``,
@@ -1386,10 +1380,7 @@ class MultiViewBatches:
 
     def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """Yields ``batch(k)`` from ``start_step`` to the end of the run (or forever)."""
-        k = _check_int(start_step, "start_step", minimum=0)
-        while self.num_steps is None or k < self.num_steps:
-            yield self.batch(k)
-            k += 1
+        return _iterate(self, start_step)
 
 
 def multiview_batches(

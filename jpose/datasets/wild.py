@@ -62,6 +62,7 @@ import json
 import math
 from typing import Sequence
 
+import jax
 import numpy as np
 from scipy.spatial.transform import Rotation
 
@@ -218,14 +219,14 @@ def body_positions(motion: samples.Motion, tree: samples.KinematicTree,
 
 def _bone_scales(rng: np.random.Generator, cfg: WildConfig) -> np.ndarray:
     names = samples.DEEPMIMIC_JOINT_NAMES
-    groups = sorted({multiview._bone_group(n) for n in names[1:]})
+    groups = sorted({multiview.bone_group(n) for n in names[1:]})
     size = rng.uniform(*cfg.body_size)
     per = 1.0 + np.clip(rng.normal(0.0, cfg.bone_sd, len(groups)), -2.5 * cfg.bone_sd,
                         2.5 * cfg.bone_sd)
     per_group = dict(zip(groups, per))
     out = np.ones(len(names))
     for j, n in enumerate(names[1:], start=1):
-        out[j] = size * per_group[multiview._bone_group(n)]
+        out[j] = size * per_group[multiview.bone_group(n)]
     return out
 
 
@@ -376,13 +377,22 @@ def make_wild_dataset(cfg: WildConfig | None = None, **overrides) -> multiview.M
 def _record(cfg, subject, action, index, fps, target, body, cam, target_layout, coco, key,
             detections) -> multiview.SequenceRecord:
     s_idx, a_idx, v = key
-    rot, centre = np.asarray(cam.rotation, np.float64), np.asarray(cam.centre, np.float64)
-    focal, principal = np.asarray(cam.focal, np.float64), np.asarray(cam.principal, np.float64)
     size = np.asarray(cam.image_size, np.float64)
 
+    # The generator works in float64 (its records are stored as float32): x64 keeps
+    # jpose.camera in float64 too, since dividing by the depth of joints near the camera
+    # plane would amplify float32 rounding.
+    c64 = camera_lib.CameraParams(*(np.asarray(f, np.float64) for f in cam))
+
     def project(world):
-        xyz = (world - centre) @ rot.T
-        return xyz, xyz[..., :2] / np.maximum(xyz[..., 2:], 1e-3) * focal + principal
+        with jax.enable_x64(True):
+            xyz = np.asarray(camera_lib.world_to_camera(world, c64.rotation, c64.centre))
+            # A close camera can have joints behind it: their depth is clamped (far off
+            # the image, not mirrored into it); they are never visible (z > 0.1 below).
+            ahead = np.concatenate([xyz[..., :2], np.maximum(xyz[..., 2:], 1e-3)], axis=-1)
+            uv = camera_lib.project_perspective(ahead, c64.focal, c64.principal, c64.radial,
+                                                c64.tangential)
+            return xyz, np.asarray(uv)
 
     xyz, clean = project(target)
     body_xyz, body_clean = project(body)

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jpose.nets import _layers
+from jpose.nets import _layers, mlp
 
 __all__ = ["VARIANTS", "EmbeddingConfig", "EmbeddingOutputs", "EmbeddingNet", "variant",
            "init", "apply", "network_apply", "network_predict", "l2_normalise"]
@@ -64,15 +64,7 @@ class EmbeddingConfig:
     bn_eps: float = 1e-5
 
     def __post_init__(self):
-        for name in ("num_joints_in", "in_features", "num_joints_out", "hidden",
-                     "embedding_dim"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
-            raise ValueError(f"num_blocks: expected an int >= 0, got {self.num_blocks!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        mlp.check_trunk_fields(self, positive=("embedding_dim",))
 
 
 VARIANTS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
@@ -102,11 +94,6 @@ def l2_normalise(x, *, axis: int = -1, eps: float = 1e-12):
     return x * jax.lax.rsqrt(jnp.maximum(sq, jnp.asarray(eps * eps, x.dtype)))
 
 
-def _dense(features: int, fan_in: int, name: str) -> nn.Dense:
-    return nn.Dense(features, kernel_init=_layers.torch_kernel_init,
-                    bias_init=_layers.torch_bias_init(fan_in), name=name)
-
-
 class EmbeddingNet(nn.Module):
     """Backbone ``(N, J_in * C_in) -> (N, hidden)``, then G and H (module doc)."""
 
@@ -115,23 +102,11 @@ class EmbeddingNet(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool, bn_momentum):
         cfg = self.config
-
-        def layer(h, name_dense, name_bn):
-            h = _dense(cfg.hidden, h.shape[-1], name_dense)(h)
-            h = _layers.BatchNorm(eps=cfg.bn_eps, name=name_bn)(h, train=train,
-                                                                 momentum=bn_momentum)
-            h = nn.relu(h)
-            if cfg.dropout > 0.0:
-                h = nn.Dropout(rate=cfg.dropout)(h, deterministic=not train)
-            return h
-
-        h = layer(x, "input_dense", "input_bn")
-        for i in range(cfg.num_blocks):
-            y = layer(h, f"block{i}_dense0", f"block{i}_bn0")
-            y = layer(y, f"block{i}_dense1", f"block{i}_bn1")
-            h = h + y
-        embedding = l2_normalise(_dense(cfg.embedding_dim, cfg.hidden, "embedding_head")(h))
-        pose = _dense(cfg.num_joints_out * 3, cfg.embedding_dim, "pose_head")(embedding)
+        h, _ = mlp.residual_trunk(x, hidden=cfg.hidden, num_blocks=cfg.num_blocks,
+                                  dropout=cfg.dropout, bn_eps=cfg.bn_eps, train=train,
+                                  bn_momentum=bn_momentum)
+        embedding = l2_normalise(mlp.dense(cfg.embedding_dim, cfg.hidden, "embedding_head")(h))
+        pose = mlp.dense(cfg.num_joints_out * 3, cfg.embedding_dim, "pose_head")(embedding)
         return embedding, pose
 
 

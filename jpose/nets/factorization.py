@@ -71,7 +71,7 @@ import optax
 from flax import linen as nn
 
 from jpose import camera as camera_lib
-from jpose.nets import _layers
+from jpose.nets import _layers, mlp
 
 __all__ = ["DECODERS", "VARIANTS", "FactorizationConfig", "FactorizationOutputs",
            "FactorizationNet", "variant", "init", "apply", "network_apply", "network_predict",
@@ -115,16 +115,9 @@ class FactorizationConfig:
             raise ValueError(f"dictionary_sizes: expected positive ints, got {sizes!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder: expected one of {DECODERS}, got {self.decoder!r}")
-        for name in ("num_joints_in", "in_features", "num_joints_out", "hidden"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        mlp.check_trunk_fields(self)
         if self.in_features < 2:
             raise ValueError(f"in_features: needs the 2 coordinates, got {self.in_features}")
-        if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
-            raise ValueError(f"num_blocks: expected an int >= 0, got {self.num_blocks!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
         if not 0 <= self.root_index < min(self.num_joints_in, self.num_joints_out):
             raise ValueError(f"root_index: {self.root_index} is not a joint")
         if not self.output_scale > 0:
@@ -221,15 +214,6 @@ def random_dictionaries(rng, sizes: Sequence[int], num_joints: int, dtype=jnp.fl
     return tuple(out)
 
 
-def _dense(features: int, fan_in: int, name: str, *, scale: float = 1.0) -> nn.Dense:
-    kernel = _layers.torch_kernel_init
-    if scale != 1.0:
-        base = _layers.torch_kernel_init
-        kernel = lambda key, shape, dtype=jnp.float32: scale * base(key, shape, dtype)  # noqa
-    return nn.Dense(features, kernel_init=kernel, bias_init=_layers.torch_bias_init(fan_in),
-                    name=name)
-
-
 class _Dictionary(nn.Module):
     sizes: tuple[int, ...]
     num_joints: int
@@ -260,32 +244,20 @@ class FactorizationNet(nn.Module):
     @nn.compact
     def __call__(self, w, *, train: bool, bn_momentum):
         cfg = self.config
-
-        def layer(h, name_dense, name_bn):
-            h = _dense(cfg.hidden, h.shape[-1], name_dense)(h)
-            h = _layers.BatchNorm(eps=cfg.bn_eps, name=name_bn)(h, train=train,
-                                                                momentum=bn_momentum)
-            h = nn.relu(h)
-            if cfg.dropout > 0.0:
-                h = nn.Dropout(rate=cfg.dropout)(h, deterministic=not train)
-            return h
-
         n = w.shape[0]
-        h = layer(w.reshape(n, -1), "input_dense", "input_bn")
-        for i in range(cfg.num_blocks):
-            y = layer(h, f"block{i}_dense0", f"block{i}_bn0")
-            y = layer(y, f"block{i}_dense1", f"block{i}_bn1")
-            h = h + y
+        h, _ = mlp.residual_trunk(w.reshape(n, -1), hidden=cfg.hidden,
+                                  num_blocks=cfg.num_blocks, dropout=cfg.dropout,
+                                  bn_eps=cfg.bn_eps, train=train, bn_momentum=bn_momentum)
         # Small rotation-head weights: training starts near R = I for every pose.
-        omega = _dense(3, cfg.hidden, "omega_head", scale=0.1)(h)
+        omega = mlp.dense(3, cfg.hidden, "omega_head", scale=0.1)(h)
         if cfg.decoder == "dictionary":
-            code = nn.relu(_dense(cfg.dictionary_sizes[-1], cfg.hidden, "code_head")(h))
+            code = nn.relu(mlp.dense(cfg.dictionary_sizes[-1], cfg.hidden, "code_head")(h))
             dictionaries = _Dictionary(cfg.dictionary_sizes, cfg.num_joints_out,
                                        name="dictionary")()
             canonical = decode(dictionaries, code, root_index=cfg.root_index)
         else:
             code = None
-            flat = _dense(cfg.num_joints_out * 3, cfg.hidden, "shape_head")(h)
+            flat = mlp.dense(cfg.num_joints_out * 3, cfg.hidden, "shape_head")(h)
             canonical = flat.reshape(n, cfg.num_joints_out, 3)
             canonical = canonical - canonical[:, cfg.root_index:cfg.root_index + 1]
         rotation = camera_lib.axis_angle_to_matrix(omega)

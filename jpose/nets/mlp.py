@@ -49,8 +49,11 @@ __all__ = [
     "MLPLifter",
     "apply",
     "check_inputs",
+    "check_trunk_fields",
     "count_params",
+    "dense",
     "init",
+    "residual_trunk",
     "variant",
 ]
 
@@ -93,16 +96,24 @@ class MLPConfig:
             or len(set(heads)) != len(heads)
         ):
             raise ValueError(f"heads: expected distinct names from {HEADS}, got {heads!r}")
-        for name in ("num_joints_in", "in_features", "num_joints_out", "hidden"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
-            raise ValueError(f"num_blocks: expected an int >= 0, got {self.num_blocks!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
-        if not self.bn_eps > 0.0:
-            raise ValueError(f"bn_eps: expected > 0, got {self.bn_eps}")
+        check_trunk_fields(self)
+
+
+def check_trunk_fields(config, *, positive: tuple[str, ...] = ()) -> None:
+    """The field checks of every config with a :func:`residual_trunk` (ValueError naming
+    the field): ``num_joints_in``, ``in_features``, ``num_joints_out``, ``hidden`` and
+    the ``positive`` fields are positive ints, ``num_blocks >= 0``, ``dropout`` in
+    ``[0, 1)``, ``bn_eps > 0``."""
+    for name in ("num_joints_in", "in_features", "num_joints_out", "hidden") + positive:
+        v = getattr(config, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    if not isinstance(config.num_blocks, int) or config.num_blocks < 0:
+        raise ValueError(f"num_blocks: expected an int >= 0, got {config.num_blocks!r}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {config.dropout}")
+    if not config.bn_eps > 0.0:
+        raise ValueError(f"bn_eps: expected > 0, got {config.bn_eps}")
 
 
 VARIANTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
@@ -135,13 +146,54 @@ class LifterOutputs(NamedTuple):
     scale: jax.Array | None = None  # (..., 1) float32, > 0
 
 
-def _dense(features: int, fan_in: int, name: str) -> nn.Dense:
-    return nn.Dense(
-        features,
-        kernel_init=_layers.torch_kernel_init,
-        bias_init=_layers.torch_bias_init(fan_in),
-        name=name,
-    )
+def dense(features: int, fan_in: int, name: str, *, scale: float = 1.0) -> nn.Dense:
+    """A ``Dense`` layer with PyTorch's default ``Linear`` init (``fan_in`` inputs), its
+    kernel times ``scale`` (e.g. a small head that starts near zero)."""
+    kernel = _layers.torch_kernel_init
+    if scale != 1.0:
+        def kernel(key, shape, dtype=jnp.float32):
+            return scale * _layers.torch_kernel_init(key, shape, dtype)
+    return nn.Dense(features, kernel_init=kernel, bias_init=_layers.torch_bias_init(fan_in),
+                    name=name)
+
+
+def residual_trunk(
+    x: jax.Array,
+    *,
+    hidden: int,
+    num_blocks: int,
+    dropout: float,
+    bn_eps: float,
+    train: bool,
+    bn_momentum: jax.Array | float,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The Martinez trunk on ``x`` (N, F): ``[Dense + BN + ReLU + dropout]`` to ``hidden``,
+    then ``num_blocks`` residual blocks of two such layers.
+
+    Call it inside a compact module's ``__call__``: its layers become that module's own
+    (``input_dense``, ``input_bn``, ``block{i}_dense{0,1}``, ``block{i}_bn{0,1}``), so
+    every network built on it has the MLP lifter's parameter names for its trunk.
+
+    Returns ``(h (N, hidden), stages)``, ``stages`` the activations after the input
+    layer (``"input"``) and after each residual add (``"block{i}"``).
+    """
+
+    def layer(h, name_dense, name_bn):
+        h = dense(hidden, h.shape[-1], name_dense)(h)
+        h = _layers.BatchNorm(eps=bn_eps, name=name_bn)(h, train=train, momentum=bn_momentum)
+        h = nn.relu(h)
+        if dropout > 0.0:
+            h = nn.Dropout(rate=dropout)(h, deterministic=not train)
+        return h
+
+    h = layer(x, "input_dense", "input_bn")
+    stages = {"input": h}
+    for i in range(num_blocks):
+        y = layer(h, f"block{i}_dense0", f"block{i}_bn0")
+        y = layer(y, f"block{i}_dense1", f"block{i}_bn1")
+        h = h + y
+        stages[f"block{i}"] = h
+    return h, stages
 
 
 class MLPLifter(nn.Module):
@@ -157,28 +209,15 @@ class MLPLifter(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool, bn_momentum: jax.Array | float):
         cfg = self.config
-
-        def layer(h, name_dense, name_bn):
-            h = _dense(cfg.hidden, h.shape[-1], name_dense)(h)
-            h = _layers.BatchNorm(eps=cfg.bn_eps, name=name_bn)(
-                h, train=train, momentum=bn_momentum
-            )
-            h = nn.relu(h)
-            if cfg.dropout > 0.0:
-                h = nn.Dropout(rate=cfg.dropout)(h, deterministic=not train)
-            return h
-
-        h = layer(x, "input_dense", "input_bn")
-        self.sow("intermediates", "input", h)
-        for i in range(cfg.num_blocks):
-            y = layer(h, f"block{i}_dense0", f"block{i}_bn0")
-            y = layer(y, f"block{i}_dense1", f"block{i}_bn1")
-            h = h + y
-            self.sow("intermediates", f"block{i}", h)
-        pose = _dense(cfg.num_joints_out * 3, cfg.hidden, "pose_head")(h)
-        root = _dense(3, cfg.hidden, "root_head")(h) if "root" in cfg.heads else None
+        h, stages = residual_trunk(x, hidden=cfg.hidden, num_blocks=cfg.num_blocks,
+                                   dropout=cfg.dropout, bn_eps=cfg.bn_eps, train=train,
+                                   bn_momentum=bn_momentum)
+        for name, value in stages.items():
+            self.sow("intermediates", name, value)
+        pose = dense(cfg.num_joints_out * 3, cfg.hidden, "pose_head")(h)
+        root = dense(3, cfg.hidden, "root_head")(h) if "root" in cfg.heads else None
         scale = (
-            nn.softplus(_dense(1, cfg.hidden, "scale_head")(h)) if "scale" in cfg.heads else None
+            nn.softplus(dense(1, cfg.hidden, "scale_head")(h)) if "scale" in cfg.heads else None
         )
         return pose, root, scale
 

@@ -16,11 +16,27 @@ functions the training system, the evaluators and export need:
   (..., T, J_out, 3)`` in eval mode (the temporal model's sequence form with edge
   padding; the MLP frame by frame).
 
-Outputs are metres, camera frame. A pose network is trained against root-relative poses;
-a trajectory network is the same architecture with ``num_joints_out = 1`` and predicts
-the root's camera-frame position (VideoPose3D's ``model_traj``, no shared weights).
+Lifter outputs are metres, camera frame. A pose network is trained against root-relative
+poses; a trajectory network is the same architecture with ``num_joints_out = 1`` and
+predicts the root's camera-frame position (VideoPose3D's ``model_traj``, no shared weights).
 
-Specs are mappings ``{"kind": "temporal" | "mlp", "variant": <name>, "overrides":
+The image networks take images ``(B, H, W, 3)`` (``pose2d`` with TCE: windows ``(B, T,
+H, W, 3)``), float RGB in [0, 1]; ``resnet`` and ``pose2d`` apply the ImageNet mean/std
+themselves, the hourglasses take [0, 1] as is. Their outputs:
+
+  - ``resnet`` (a backbone, no ``"pose"``): ``"stem"``, ``"stage{s}"`` features and
+    ``"pooled"`` ``(B, C)``; ``predict`` gives ``"pooled"``;
+  - ``pose2d`` (thesis ch. 2, optional TCE): ``"heatmaps"`` ``(B, H/4, W/4, J)``,
+    ``"pose"`` ``(B, J, 2)`` (argmax, heatmap pixels) and ``"score"``;
+  - ``hourglass`` (Newell et al.; with ``depth_resolutions`` the volumetric hourglass of
+    Pavlakos et al.): per-stack ``"heatmaps_stack{i}"`` / ``"volumes_stack{k}"``,
+    ``"features"``, and ``"pose"`` (2D argmax or 3D soft peak) with ``"score"``.
+
+Their configs have no ``num_joints_in`` (nor ``receptive_field``: a ``pose2d`` window
+is ``config.window`` frames), so :attr:`Network.num_joints_in` and
+:func:`with_data_shapes` are for the lifters only.
+
+Specs are mappings ``{"kind": "temporal" | "mlp" | ..., "variant": <name>, "overrides":
 {field: value}}``: :func:`build` is the only place that dispatches on the kind.
 """
 
@@ -35,6 +51,7 @@ import jax
 from jpose.nets import mlp, temporal
 from jpose.nets import embedding  # MCSS
 from jpose.nets import factorization  # CFN (thesis ch. 4)
+from jpose.nets import hourglass, pose2d, resnet  # image networks
 
 __all__ = ["KINDS", "Network", "build", "kind_of", "with_data_shapes"]
 
@@ -42,6 +59,9 @@ __all__ = ["KINDS", "Network", "build", "kind_of", "with_data_shapes"]
 KINDS = {"temporal": temporal, "mlp": mlp}
 KINDS["embedding"] = embedding  # MCSS pose embeddings (jpose/nets/embedding.py)
 KINDS["factorization"] = factorization  # CFN (jpose/nets/factorization.py)
+KINDS["resnet"] = resnet  # image backbone (jpose/nets/resnet.py)
+KINDS["pose2d"] = pose2d  # image 2D pose net, optional TCE (jpose/nets/pose2d.py)
+KINDS["hourglass"] = hourglass  # 2D and volumetric hourglass (jpose/nets/hourglass.py)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -74,14 +74,18 @@ def plot_curves(metrics_path: str, png_path: str, *, train_key: str = "loss",
     ax_loss.set_ylabel(f"training {train_key}")
     ax_loss.set_yscale("log")
     ax_loss.grid(alpha=0.3)
+    plotted = False
     for key in eval_keys:
         points = [(r["step"], r[key]) for r in evals if key in r]
         if points:
             ax_eval.plot(*zip(*points), marker="o", label=key)
+            plotted = True
     ax_eval.set_xlabel("step")
     ax_eval.set_ylabel("validation error (mm)")
     ax_eval.grid(alpha=0.3)
-    if evals:
+    # Evaluations may report none of eval_keys (e.g. retrieval only, or only
+    # evaluator-prefixed keys): legend() with no labelled curve warns.
+    if plotted:
         ax_eval.legend()
     fig.tight_layout()
     try:

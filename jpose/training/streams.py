@@ -27,6 +27,15 @@ Data sources (``config.data.source``):
 * ``h36m_videopose3d`` -- Human3.6M from VideoPose3D's preprocessed ``.npz`` files plus
   the raw release's ``metadata.xml`` cameras (:mod:`jpose.datasets.h36m_videopose3d`);
   those files hold pickles, so ``data.allow_pickle`` must be set explicitly.
+* ``capture`` -- your own calibrated multi-camera captures (:mod:`jpose.datasets.capture`):
+  ``data.capture`` lists capture manifests (a calibration plus one detector output per
+  camera) for training, ``data.eval_capture`` labelled ones for evaluation (none: the
+  generated sample's ``data.eval_split``, a sanity check, not your capture's error). The
+  2D and 3D are converted to ``data.layout`` by joint name (the multi-view recipes
+  re-project the 3D onto the 2D joint by joint; a synthesised joint's confidence is its
+  least confident source's). Captures without 3D labels go to the ``unlabelled`` split
+  whatever ``data.protocol`` says, and a multiview stream marks their examples
+  ``has_3d = 0``.
 
 Network inputs: normalised screen coordinates (:func:`jpose.camera.pixels_to_screen`), or
 with ``data.input_normalisation = "focal"`` the camera-independent
@@ -73,7 +82,10 @@ T, J_in, C)`` (single-frame nets: ``(B, V, J_in, C)``), ``poses_3d (B, V, 1, J, 
 12)``, ``confidence (B, V, 1, J_in)`` | ``(B, V, J_in)``; plus ``camera_index (B, V)``
 and the int32 ``subject`` (index into the split's sorted subject names),
 ``sequence_index`` (the group) and ``frame_index`` (the instant), and ``weight (B,)``.
-A split with a group of fewer than ``V`` cameras is refused, naming
+A multiview batch also carries ``has_3d (B,)`` float32: 1 where the group's 3D
+(``poses_3d``, ``trajectory``) are labels, 0 for an unlabelled capture's zero
+placeholders, which a metric must mask out. A split with a group of fewer than ``V``
+cameras is refused, naming
 ``streams.<name>.views``. ``flip`` must be False. ``extrinsics = "relative_pose"``
 (default ``"calibrated"``) replaces the calibration by relative poses estimated from the
 2D and the known camera distances (:func:`estimated_extrinsics`).
@@ -86,7 +98,6 @@ examples of the builders' schema (:mod:`jpose.datasets.records`), then
 from __future__ import annotations
 
 import dataclasses
-import dataclasses
 import functools
 import zlib
 from collections.abc import Mapping
@@ -95,6 +106,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jpose import skeleton
+from jpose.datasets import capture as capture_lib
 from jpose.datasets import multiview, pipelines, protocols
 from jpose.datasets import records as records_lib
 from jpose.nets.network import Network
@@ -129,6 +141,8 @@ class DataSets(NamedTuple):
     layout: str  # joint layout of the 3D targets
     input_layout: str  # joint layout of the 2D inputs
     meta: dict[str, Any]  # what recipes may read: joint counts, features, layouts
+    # (subject, sequence) groups whose records carry no 3D labels (unlabelled captures).
+    without_3d: frozenset = frozenset()
 
 
 class Stream(NamedTuple):
@@ -173,23 +187,10 @@ def _records(config, *, with_train: bool = True) -> tuple[tuple, tuple, tuple | 
     """``(training records, evaluation records, action names or None)``; without
     ``with_train`` the training records are not read (an empty tuple)."""
     d = config.data
+    if d.source == "capture":
+        return _capture_records(config, with_train=with_train)
     if d.source == "multiview":
-        if d.get("path"):
-            ds = multiview.load_multiview_dataset(d.path)
-        else:
-            ds = multiview.make_multiview_dataset(
-                d.motion, layout=d.layout, num_subjects=int(d.num_subjects),
-                num_cameras=int(d.num_cameras),
-                held_out_cameras=tuple(int(c) for c in d.held_out_cameras),
-                synthetic_frames=int(d.get("synthetic_frames", 100)),
-                seed=int(d.generator_seed))
-        # Through the builders' example schema, as the real datasets go.
-        train = tuple(r for s in (d.train_splits if with_train else ())
-                      for r in records_lib.records_from_examples(
-                          records_lib.examples_from_multiview(ds, s), layout=ds.layout))
-        test = records_lib.records_from_examples(
-            records_lib.examples_from_multiview(ds, d.eval_split), layout=ds.layout)
-        return train, test, ds.actions
+        return _sample_records(d, with_train=with_train)
     if d.source == "wild":
         from jpose.datasets import wild
 
@@ -213,7 +214,72 @@ def _records(config, *, with_train: bool = True) -> tuple[tuple, tuple, tuple | 
         test = tuple(r._replace(action=h36m.action_class(r.action)) for r in test)
         return train, test, None
     raise ValueError(f"data.source: unknown source {d.source!r}; expected 'multiview', "
-                     "'wild', 'tfds' or 'h36m_videopose3d'.")
+                     "'wild', 'tfds', 'h36m_videopose3d' or 'capture'.")
+
+
+def _sample_records(d, *, with_train: bool) -> tuple[tuple, tuple, tuple]:
+    """The generated multi-view dataset's training and evaluation records."""
+    if d.get("path"):
+        ds = multiview.load_multiview_dataset(d.path)
+    else:
+        ds = multiview.make_multiview_dataset(
+            d.motion, layout=d.layout, num_subjects=int(d.num_subjects),
+            num_cameras=int(d.num_cameras),
+            held_out_cameras=tuple(int(c) for c in d.held_out_cameras),
+            synthetic_frames=int(d.get("synthetic_frames", 100)),
+            seed=int(d.generator_seed))
+    # Through the builders' example schema, as the real datasets go.
+    train = tuple(r for s in (d.train_splits if with_train else ())
+                  for r in records_lib.records_from_examples(
+                      records_lib.examples_from_multiview(ds, s), layout=ds.layout))
+    test = records_lib.records_from_examples(
+        records_lib.examples_from_multiview(ds, d.eval_split), layout=ds.layout)
+    return train, test, ds.actions
+
+
+def _capture_records(config, *, with_train: bool) -> tuple[tuple, tuple, None]:
+    """Records of ``data.capture`` (training) and ``data.eval_capture`` (evaluation;
+    none: the sample's ``data.eval_split``), in ``data.layout``."""
+    d = config.data
+
+    def paths(key):
+        value = d.get(key, ()) or ()
+        return (value,) if isinstance(value, str) else tuple(value)
+
+    def load(key, *, labelled):
+        out, seen = [], {}
+        for path in paths(key):
+            cap = capture_lib.load_manifest(path)
+            if labelled and not cap.labelled:
+                raise ValueError(f"data.{key}: {path} has no 3D labels (poses_3d); "
+                                 "evaluation needs labelled captures")
+            group = (cap.records[0].subject, cap.records[0].action)
+            if group in seen:
+                raise ValueError(f"data.{key}: {path} and {seen[group]} are both subject "
+                                 f"{group[0]!r}, sequence {group[1]!r}; give each capture "
+                                 "its own sequence name (the multi-view groups)")
+            seen[group] = path
+            for r in cap.records:
+                out.append(_convert_capture_record(r, cap, layout=d.layout))
+        return tuple(out)
+
+    if with_train and not paths("capture"):
+        raise ValueError("data.capture: the 'capture' source needs the manifests of your "
+                         "captures (see jpose.datasets.capture)")
+    train = load("capture", labelled=False) if with_train else ()
+    if paths("eval_capture"):
+        return train, load("eval_capture", labelled=True), None
+    return train, _sample_records(d, with_train=False)[1], None
+
+
+def _convert_capture_record(r, cap, *, layout: str):
+    """A capture's record with its 2D and 3D in ``layout`` (by joint name, as
+    :func:`_convert_user_record`; confidence by the least confident source joint)."""
+    out = _convert_user_record(r, keypoints_layout=cap.keypoints_layout,
+                               layout_3d=cap.records_layout, input_layout=layout,
+                               layout=layout)
+    conf = skeleton.convert_confidence(np.asarray(r.confidence), cap.keypoints_layout, layout)
+    return out._replace(confidence=np.asarray(conf, np.float32))
 
 
 def _tfds_records(d, *, with_train: bool = True) -> tuple[tuple, tuple, None]:
@@ -396,12 +462,17 @@ def load_data(config) -> DataSets:
     """The labelled, unlabelled and whole training sequences and the evaluation set."""
     d = config.data
     train, test, actions = _records(config)
+    no_3d = ()
+    if d.source == "capture":  # unlabelled captures are never labelled data
+        no_3d = tuple(r for r in train if not capture_lib.has_3d(r))
+        train = tuple(r for r in train if capture_lib.has_3d(r))
     split = labelled_split(d, train)
+    split = split._replace(unlabelled=tuple(split.unlabelled) + no_3d)
     evals = _eval_data(d, test, actions)
     splits = {"labelled": _sequences(d, split.labelled, actions),
               "unlabelled": _sequences(d, split.unlabelled, actions),
               "train": _sequences(d, tuple(split.labelled) + tuple(split.unlabelled), actions)}
-    first = splits["labelled"]
+    first = splits["labelled"] or splits["train"]
     input_layout = getattr(first, "input_layout", None) or d.layout
     meta = {"layout": d.layout, "input_layout": input_layout,
             "num_joints_in": first.num_joints_in, "num_joints_out": first.num_joints_out,
@@ -409,7 +480,8 @@ def load_data(config) -> DataSets:
             "screen_focal": (float(d.screen_focal) if _input_options(d)["normalisation"] ==
                              "focal" else _screen_focal(first))}
     return DataSets(splits=splits, eval_sequences=evals.sequences, eval_frames=evals.frames,
-                    layout=d.layout, input_layout=input_layout, meta=meta)
+                    layout=d.layout, input_layout=input_layout, meta=meta,
+                    without_3d=frozenset((r.subject, r.action) for r in no_3d))
 
 
 # ------------------------------------------------------------------------- streams
@@ -592,7 +664,10 @@ def _multiview_stream(config, name: str, s: Mapping[str, Any], data: DataSets,
         process_count=process_count, what=f"streams.{name}.views")
     example = batches.batch(0)
     keys = tuple(k for k in MULTIVIEW_KEYS if k in example)
-    return Stream(name, split, batches, keys)
+    # Per group (the batches' sequence_index): 0 where the 3D are placeholders.
+    has_3d = np.asarray([key not in data.without_3d for key in batches.group_keys],
+                        np.float32)
+    return Stream(name, split, batches, keys, {"has_3d": has_3d})
 
 
 def make_streams(config, data: DataSets, nets: Mapping[str, Network], *,

@@ -26,6 +26,10 @@ def base_config() -> ml_collections.ConfigDict:
         "synthetic_frames": 100,
         "train_splits": ("labelled", "unlabelled"),
         "eval_split": "test",
+        # capture source (jpose.datasets.capture): manifests of your multi-camera
+        # captures; labelled ones to evaluate on (none: the sample's eval_split)
+        "capture": (),
+        "eval_capture": (),
         # h36m_videopose3d source
         "path_3d": "",
         "path_2d": "",
@@ -85,6 +89,26 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
     c.eval = ml_collections.ConfigDict({"flip": True, "bucket": 256})
+    return c
+
+
+def deepmimic_sample(c: ml_collections.ConfigDict, *, num_cameras: int,
+                     held_out_cameras: tuple[int, ...] = (), protocol: str = "all",
+                     labelled_subjects: tuple[str, ...] | None = None,
+                     num_subjects: int | None = None) -> ml_collections.ConfigDict:
+    """Sets ``c.data`` to the embedded DeepMimic sample (the ``multiview`` source's
+    ``deepmimic`` motion) filmed by ``num_cameras`` cameras, of which
+    ``held_out_cameras`` are seen only in evaluation; ``protocol`` (and, for
+    ``"subjects"``, ``labelled_subjects``) picks the labelled data. None leaves a field
+    at the base config's value."""
+    c.data.motion = "deepmimic"
+    c.data.num_cameras = num_cameras
+    c.data.held_out_cameras = tuple(held_out_cameras)
+    c.data.protocol = protocol
+    if labelled_subjects is not None:
+        c.data.labelled_subjects = tuple(labelled_subjects)
+    if num_subjects is not None:
+        c.data.num_subjects = num_subjects
     return c
 
 

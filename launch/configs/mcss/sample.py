@@ -31,12 +31,9 @@ def get_config(arg: str = ""):
     switches = common.parse_arg(arg, extra=("no_metric",))
     c = common.base_config()
     c.model = {"kind": "embedding", "variant": "mcss_mlp", "overrides": {"hidden": 512}}
-    c.data.motion = "deepmimic"
-    c.data.num_subjects = 7  # test split: S6, S7 (two subjects: cross-subject retrieval)
-    c.data.num_cameras = 4
-    c.data.held_out_cameras = ()
-    c.data.protocol = "subjects"
-    c.data.labelled_subjects = ("S1",)
+    # 7 subjects: the test split is S6, S7 (two subjects: cross-subject retrieval).
+    common.deepmimic_sample(c, num_cameras=4, protocol="subjects",
+                            labelled_subjects=("S1",), num_subjects=7)
     c.recipe = {"name": "mcss", "metric_stream": "metric", "pose_stream": "pose",
                 "alpha": 0.6, "beta": 0.3, "min_frame_gap": 10, "metric_weight": 1.0,
                 "regression_weight": 1.0}

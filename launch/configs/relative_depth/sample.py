@@ -44,10 +44,7 @@ def get_config(arg: str = ""):
     c.model.kind = "mlp"
     c.model.variant = "martinez_mlp"
     c.model.overrides = {"hidden": 256}  # recipe.scale="head" adds the scale head
-    c.data.motion = "deepmimic"
-    c.data.num_cameras = 8
-    c.data.held_out_cameras = (7,)
-    c.data.protocol = "all"
+    common.deepmimic_sample(c, num_cameras=8, held_out_cameras=(7,), protocol="all")
     c.data.use_clean_2d = "detected_2d" not in switches
     c.recipe = {
         "name": "relative_depth", "stream": "labelled",
